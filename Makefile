@@ -1,0 +1,55 @@
+# streamvid: every entry point runs through the repository's own virtual environment (.venv).
+# Targets that need the environment install it first when it is missing or older than the package files.
+
+SHELL       := /bin/bash
+PYTHON      ?= python3
+VENV        := .venv
+PY          := $(VENV)/bin/python
+PIP         := $(PY) -m pip
+STAMP       := $(VENV)/.streamvid-installed
+PKG_FILES   := pyproject.toml $(wildcard packages/*/pyproject.toml) Makefile
+TORCH_SPEC  := torch==2.13.0
+DS_SPEC     := deepspeed==0.19.8
+export DS_ACCELERATOR ?= cpu
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+CONFIG ?= configs/generate/tiny.yaml
+PROMPT ?= a red circle moving left
+OUT    ?= outputs/generate/out.mp4
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-fast lint generate bench clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): $(PKG_FILES)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade "pip>=25.1"
+	# torch first, pinned: the pinned CPU build lies on local disk; anything looser pulls a CUDA build.
+	$(PIP) install --quiet $(TORCH_SPEC)
+	$(PIP) install --quiet -e packages/core -e packages/distill -e packages/tts -e packages/eval --group dev
+	# DeepSpeed builds from source against the installed torch: no build isolation, no compiled ops.
+	$(PY) -c "import deepspeed" 2>/dev/null || DS_BUILD_OPS=0 $(PIP) install --quiet --no-build-isolation $(DS_SPEC)
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install torch, the four packages (editable), dev tools and DeepSpeed
+
+test: $(STAMP) ## run the whole test suite except `gpu` tests
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP) ## run the suite without the slow end-to-end tests
+	$(PY) -m pytest -q -m "not gpu and not slow"
+
+lint: $(STAMP) ## ruff over packages, tests and bench
+	$(VENV)/bin/ruff check packages tests bench
+
+generate: $(STAMP) ## stream one video: make generate CONFIG=... PROMPT="..." OUT=...
+	$(VENV)/bin/streamvid-generate --config $(CONFIG) --prompt "$(PROMPT)" --out $(OUT)
+
+bench: $(STAMP) ## run the benchmarks in bench/ (JSON under outputs/bench/)
+	$(PY) bench/streaming.py --out outputs/bench/streaming.json
+
+clean: ## remove outputs and caches (keeps .venv)
+	rm -rf outputs .pytest_cache .ruff_cache
