@@ -1,0 +1,261 @@
+"""`CausalWanModel`: diffusers' Wan2.1 transformer, run bidirectionally, block-causally or streaming.
+
+The class subclasses `diffusers.WanTransformer3DModel` and keeps its constructor and every parameter name, so
+diffusers-format Wan2.1 weights load with `from_pretrained` and `save_pretrained` writes them back; the
+bidirectional teacher and critic are the stock class. Only `forward` is replaced. It adds
+
+* per-frame timesteps `[B, F]`: the adaLN modulation is computed once per frame and broadcast over that
+  frame's tokens (not expanded to one timestep per token);
+* three attention modes: full (bidirectional; equals the stock model), block-causal (training: a query in
+  chunk c sees chunks <= c, optionally only a sink and a window), and streaming (reads and writes a
+  `KVCache`; keys are cached un-roped and roped at read time at the positions the cache reports);
+* cross-attention K/V for the prompt computed once (`encode_text`) and reused by every call.
+
+Attention goes through `diffusers.models.attention_dispatch.dispatch_attention_fn`, so the backend chosen
+with `model.set_attention_backend(...)` (SDPA on CPU, flash / flex on GPU) applies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from diffusers.models.attention_dispatch import dispatch_attention_fn
+from diffusers.models.modeling_outputs import Transformer2DModelOutput
+from diffusers.models.transformers.transformer_wan import (
+    WanAttention,
+    WanTransformer3DModel,
+    WanTransformerBlock,
+)
+
+from streamvid.core.kv_cache import KVCache
+from streamvid.core.rope import apply_rotary, rotary_tables
+
+
+@dataclass(frozen=True)
+class BlockCausal:
+    """Block-causal attention over chunks of `chunk_frames` latent frames (the training path).
+
+    A query frame in chunk c attends to key frames in chunks <= c; with `window_frames` only to the sink
+    (frames < `sink_frames`) and the last `window_frames` frames up to the end of chunk c, which is exactly
+    what a streaming `KVCache` with the same layout and the `drop` policy holds.
+    """
+
+    chunk_frames: int
+    sink_frames: int = 0
+    window_frames: int | None = None
+
+    def frame_mask(self, num_frames: int, device: torch.device | None = None) -> torch.Tensor:
+        """`[F, F]` bool, True where query frame i may attend to key frame j."""
+        n = self.chunk_frames
+        if num_frames % n:
+            raise ValueError(f"{num_frames} frames is not a multiple of chunk_frames={n}")
+        for name in ("sink_frames", "window_frames"):
+            value = getattr(self, name)
+            if value is not None and value % n:
+                raise ValueError(f"BlockCausal.{name}={value} must be a multiple of chunk_frames={n}")
+        frame = torch.arange(num_frames, device=device)
+        chunk_end = (frame // n + 1) * n  # exclusive end of each query frame's chunk
+        allowed = frame[None, :] < chunk_end[:, None]
+        if self.window_frames is not None:
+            in_window = frame[None, :] >= (chunk_end[:, None] - self.window_frames)
+            allowed &= in_window | (frame[None, :] < self.sink_frames)
+        return allowed
+
+    def token_mask(self, num_frames: int, tokens_per_frame: int, device=None) -> torch.Tensor:
+        """`[F*T, F*T]` bool mask for frame-major tokens."""
+        m = self.frame_mask(num_frames, device)
+        return m.repeat_interleave(tokens_per_frame, 0).repeat_interleave(tokens_per_frame, 1)
+
+
+@dataclass
+class TextContext:
+    """Cross-attention keys/values of one prompt batch, per layer: each `[B_text, L, heads, head_dim]`."""
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+
+    @property
+    def batch_size(self) -> int:
+        return self.keys[0].shape[0]
+
+
+def _heads(x: torch.Tensor, attn: WanAttention) -> torch.Tensor:
+    return x.unflatten(2, (attn.heads, -1))
+
+
+def _backend(attn: WanAttention):
+    return getattr(attn.processor, "_attention_backend", None)
+
+
+class CausalWanModel(WanTransformer3DModel):
+    """Wan2.1 transformer with per-frame timesteps, block-causal masks and a streaming KV cache."""
+
+    @torch.no_grad()
+    def encode_text(self, encoder_hidden_states: torch.Tensor) -> TextContext:
+        """Project text-encoder states `[B, L, text_dim]` to per-layer cross-attention K/V, once per prompt."""
+        return self._text_context(encoder_hidden_states)
+
+    def _text_context(self, encoder_hidden_states: torch.Tensor) -> TextContext:
+        if self.config.image_dim is not None or self.config.added_kv_proj_dim is not None:
+            raise NotImplementedError("CausalWanModel supports text-to-video Wan only (no image conditioning)")
+        text = self.condition_embedder.text_embedder(encoder_hidden_states)
+        keys, values = [], []
+        for block in self.blocks:
+            attn = block.attn2
+            if attn.fused_projections:
+                k, v = attn.to_kv(text).chunk(2, dim=-1)
+            else:
+                k, v = attn.to_k(text), attn.to_v(text)
+            keys.append(_heads(attn.norm_k(k), attn))
+            values.append(_heads(v, attn))
+        return TextContext(keys, values)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        timestep: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_hidden_states_image: torch.Tensor | None = None,
+        return_dict: bool = True,
+        attention_kwargs: dict | None = None,
+        *,
+        text_context: TextContext | None = None,
+        block_causal: BlockCausal | None = None,
+        kv_cache: KVCache | None = None,
+        frame_offset: int = 0,
+    ) -> Transformer2DModelOutput | tuple[torch.Tensor]:
+        """Predict the flow `v = noise - x0` for a clip or a chunk.
+
+        Args:
+            hidden_states: `[B, C, F, H, W]` noisy latents (diffusers layout).
+            timestep: `[B]` (one per sample) or `[B, F]` (one per latent frame), in [0, 1000].
+            encoder_hidden_states: `[B, L, text_dim]` text-encoder states; or give `text_context`.
+            text_context: cross-attention K/V from `encode_text` (reused across calls).
+            block_causal: chunk mask for the full-sequence training path.
+            kv_cache: streaming mode: the cache must have an open chunk of F frames (`kv_cache.append`);
+                this call writes the chunk's K/V (overwriting earlier passes) and attends to the history.
+            frame_offset: temporal RoPE position of the first frame (full / block-causal modes).
+        Returns:
+            `[B, C_out, F, H, W]` flow prediction, as the stock model.
+        """
+        if encoder_hidden_states_image is not None:
+            raise NotImplementedError("CausalWanModel supports text-to-video Wan only (no image conditioning)")
+        if kv_cache is not None and block_causal is not None:
+            raise ValueError("give either kv_cache (streaming) or block_causal (full sequence), not both")
+        batch, _, frames, height, width = hidden_states.shape
+        p_t, p_h, p_w = self.config.patch_size
+        post_f, post_h, post_w = frames // p_t, height // p_h, width // p_w
+        tokens_per_frame = post_h * post_w
+
+        if text_context is None:
+            if encoder_hidden_states is None:
+                raise ValueError("give encoder_hidden_states or text_context")
+            text_context = self._text_context(encoder_hidden_states)
+
+        # Rotary tables: queries at their frame positions; keys at the cache's positions when streaming.
+        if kv_cache is not None:
+            q_pos = kv_cache.query_positions()
+            if q_pos.numel() != post_f:
+                raise ValueError(f"kv_cache has an open chunk of {q_pos.numel()} frames, input has {post_f}")
+        else:
+            q_pos = torch.arange(frame_offset, frame_offset + post_f)
+        rope_q = rotary_tables(self.rope, q_pos, post_h, post_w)
+
+        x = self.patch_embedding(hidden_states).flatten(2).transpose(1, 2).contiguous()  # [B, F*T, D]
+
+        # Per-frame time embedding: [B, F, D] and modulation [B, F, 6, D].
+        if timestep.ndim == 1:
+            timestep = timestep[:, None].expand(batch, post_f)
+        if timestep.shape != (batch, post_f):
+            raise ValueError(f"timestep must be [B] or [B, F]=[{batch}, {post_f}], got {list(timestep.shape)}")
+        ce = self.condition_embedder
+        t_freq = ce.timesteps_proj(timestep.flatten()).unflatten(0, (batch, post_f))
+        t_dtype = next(iter(ce.time_embedder.parameters())).dtype
+        if t_freq.dtype != t_dtype and t_dtype != torch.int8:
+            t_freq = t_freq.to(t_dtype)
+        temb = ce.time_embedder(t_freq).type_as(x)  # [B, F, D]
+        modulation = ce.time_proj(ce.act_fn(temb)).unflatten(2, (6, -1))  # [B, F, 6, D]
+
+        mask = None
+        if block_causal is not None:
+            mask = block_causal.token_mask(post_f, tokens_per_frame, x.device)
+        rope_k = rope_q
+        if kv_cache is not None:
+            rope_k = None  # computed after the first write, when the cache knows its token layout
+
+        for layer, block in enumerate(self.blocks):
+            if kv_cache is not None and rope_k is None:
+                rope_k = rotary_tables(self.rope, kv_cache.key_positions(), post_h, post_w)
+            args = (block, layer, x, text_context, modulation, rope_q, rope_k, mask, kv_cache, post_f)
+            if torch.is_grad_enabled() and self.gradient_checkpointing:
+                x = self._gradient_checkpointing_func(self._block_forward, *args)
+            else:
+                x = self._block_forward(*args)
+
+        # Output head with per-frame shift/scale: [B, F, 1, D] each.
+        shift, scale = (self.scale_shift_table.unsqueeze(0) + temb.unsqueeze(2)).chunk(2, dim=2)
+        x = x.unflatten(1, (post_f, tokens_per_frame))
+        x = (self.norm_out(x.float()) * (1 + scale) + shift).type_as(x).flatten(1, 2)
+        x = self.proj_out(x)
+        x = x.reshape(batch, post_f, post_h, post_w, p_t, p_h, p_w, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
+        output = x.flatten(6, 7).flatten(4, 5).flatten(2, 3)
+        return Transformer2DModelOutput(sample=output) if return_dict else (output,)
+
+    def _block_forward(
+        self,
+        block: WanTransformerBlock,
+        layer: int,
+        x: torch.Tensor,
+        text: TextContext,
+        modulation: torch.Tensor,
+        rope_q: tuple[torch.Tensor, torch.Tensor],
+        rope_k: tuple[torch.Tensor, torch.Tensor] | None,
+        mask: torch.Tensor | None,
+        kv_cache: KVCache | None,
+        frames: int,
+    ) -> torch.Tensor:
+        """`WanTransformerBlock.forward` with per-frame modulation; `x` is `[B, F*T, D]`."""
+        mod = (block.scale_shift_table.unsqueeze(0) + modulation.float()).chunk(6, dim=2)  # each [B, F, 1, D]
+        shift_msa, scale_msa, gate_msa, c_shift, c_scale, c_gate = mod
+
+        def per_frame(t: torch.Tensor) -> torch.Tensor:
+            return t.unflatten(1, (frames, -1))
+
+        h = (block.norm1(per_frame(x).float()) * (1 + scale_msa) + shift_msa).type_as(x).flatten(1, 2)
+        attn_out = self._self_attention(block.attn1, layer, h, rope_q, rope_k, mask, kv_cache)
+        x = (per_frame(x).float() + per_frame(attn_out) * gate_msa).type_as(x).flatten(1, 2)
+
+        h = block.norm2(x.float()).type_as(x)
+        x = x + self._cross_attention(block.attn2, h, text.keys[layer], text.values[layer])
+
+        h = (block.norm3(per_frame(x).float()) * (1 + c_scale) + c_shift).type_as(x)
+        ff = block.ffn(h.flatten(1, 2))
+        return (per_frame(x).float() + per_frame(ff).float() * c_gate).type_as(x).flatten(1, 2)
+
+    def _self_attention(self, attn, layer, h, rope_q, rope_k, mask, kv_cache) -> torch.Tensor:
+        if attn.fused_projections:
+            q, k, v = attn.to_qkv(h).chunk(3, dim=-1)
+        else:
+            q, k, v = attn.to_q(h), attn.to_k(h), attn.to_v(h)
+        q, k, v = _heads(attn.norm_q(q), attn), _heads(attn.norm_k(k), attn), _heads(v, attn)
+        if kv_cache is not None:
+            kv_cache.write(layer, k, v)  # un-roped and detached: history never carries gradient
+            past = kv_cache.history(layer)
+            if past is not None:  # the live k, v keep the gradient of the current chunk
+                k, v = torch.cat([past[0], k], dim=1), torch.cat([past[1], v], dim=1)
+        q = apply_rotary(q, *rope_q)
+        k = apply_rotary(k, *rope_k)
+        out = dispatch_attention_fn(q, k, v, attn_mask=mask, dropout_p=0.0, is_causal=False, backend=_backend(attn))
+        out = out.flatten(2, 3).type_as(q)
+        return attn.to_out[1](attn.to_out[0](out))
+
+    def _cross_attention(self, attn, h, k, v) -> torch.Tensor:
+        q = _heads(attn.norm_q(attn.to_q(h)), attn)
+        if k.shape[0] != q.shape[0]:
+            if k.shape[0] != 1:
+                raise ValueError(f"text batch {k.shape[0]} does not match video batch {q.shape[0]}")
+            k, v = k.expand(q.shape[0], *k.shape[1:]), v.expand(q.shape[0], *v.shape[1:])
+        out = dispatch_attention_fn(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, backend=_backend(attn))
+        out = out.flatten(2, 3).type_as(q)
+        return attn.to_out[1](attn.to_out[0](out))

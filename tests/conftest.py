@@ -1,0 +1,32 @@
+"""Shared fixtures: tiny random Wan transformers (CPU, fp32, seconds)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+TINY_WAN = dict(
+    patch_size=(1, 2, 2),
+    num_attention_heads=2,
+    attention_head_dim=24,
+    in_channels=4,
+    out_channels=4,
+    text_dim=16,
+    freq_dim=32,
+    ffn_dim=64,
+    num_layers=2,
+    rope_max_seq_len=1024,
+)
+
+
+@pytest.fixture
+def tiny_wan_kwargs() -> dict:
+    return dict(TINY_WAN)
+
+
+@pytest.fixture
+def tiny_causal_wan():
+    from streamvid.core.causal_wan import CausalWanModel
+
+    torch.manual_seed(0)
+    return CausalWanModel(**TINY_WAN).eval()
