@@ -133,7 +133,7 @@ def test_fork_shares_history_copy_on_write():
     chunk_bytes = 2 * LAYERS * 2 * TPF * HEADS * DIM * 4
     assert sum(unique.values()) == history + (4 + 1) * chunk_bytes  # + the parent's own chunk slot
     # each child reads the same history and its own chunk
-    for i, child in enumerate(children):
+    for child in children:
         k, _ = child.history(0)
         assert k[0, :, 0, 0].unique().tolist() == [0.0, 2.0, 4.0]
     # a child's commit copies history first: the parent and its siblings are untouched

@@ -28,7 +28,7 @@ def _reference_rollout(model, text, schedule, chunk_frames, num_chunks, seed, co
     ts = schedule.timesteps.tolist()
     clean = []
     batch = text.shape[0]
-    for c in range(num_chunks):
+    for _ in range(num_chunks):
         shape = (batch, chunk_frames, *LATENT)
         x = noise(None, -1, shape, torch.float32, torch.device("cpu"))
         for j, t in enumerate(ts):

@@ -1,0 +1,58 @@
+"""Every shipped YAML under configs/ and experiments/ composes and validates against its schema.
+
+To register a folder, add one line to `SCHEMAS` (the longest matching folder wins). A YAML in a folder without
+an entry fails, so no config ships unchecked. Map a folder to `None` for YAML that is not a streamvid config
+(it is then only parsed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from streamvid.core.config import load_config
+from streamvid.core.model_config import WanModelConfig
+
+REPO = Path(__file__).resolve().parents[2]
+ROOTS = ("configs", "experiments")
+
+SCHEMAS: dict[str, type | None] = {
+    "configs/model": WanModelConfig,
+}
+
+
+def shipped_yaml_files() -> list[Path]:
+    return sorted(p for root in ROOTS for ext in ("*.yaml", "*.yml") for p in (REPO / root).rglob(ext))
+
+
+def folder_entry(rel: str) -> str | None:
+    """The longest `SCHEMAS` folder containing the repository-relative path `rel`."""
+    matches = [folder for folder in SCHEMAS if rel.startswith(folder.rstrip("/") + "/")]
+    return max(matches, key=len, default=None)
+
+
+@pytest.mark.parametrize("path", shipped_yaml_files(), ids=lambda p: p.relative_to(REPO).as_posix())
+def test_yaml_composes_against_its_schema(path: Path) -> None:
+    rel = path.relative_to(REPO).as_posix()
+    folder = folder_entry(rel)
+    if folder is None:
+        pytest.fail(
+            f"{rel} is in a folder with no registered schema: add '{Path(rel).parent.as_posix()}': <Schema> "
+            f"to SCHEMAS in {Path(__file__).relative_to(REPO)}"
+        )
+    schema = SCHEMAS[folder]
+    if schema is None:
+        assert isinstance(yaml.safe_load(path.read_text()), (dict, list, type(None)))
+        return
+    cfg = load_config(path, schema=schema)
+    assert isinstance(cfg, schema)
+
+
+def test_folder_lookup_prefers_the_longest_registered_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(SCHEMAS, "configs/model/special", None)
+    assert folder_entry("configs/model/tiny.yaml") == "configs/model"
+    assert folder_entry("configs/model/special/x.yaml") == "configs/model/special"
+    assert folder_entry("configs/modelling/x.yaml") is None
+    assert folder_entry("experiments/unregistered/x.yaml") is None
