@@ -12,14 +12,18 @@ from pathlib import Path
 import pytest
 import yaml
 
+from streamvid.core.cli.generate import GenerateConfig
 from streamvid.core.config import load_config
 from streamvid.core.model_config import WanModelConfig
+from streamvid.core.sampler_config import SamplerConfig
 
 REPO = Path(__file__).resolve().parents[2]
 ROOTS = ("configs", "experiments")
 
 SCHEMAS: dict[str, type | None] = {
     "configs/model": WanModelConfig,
+    "configs/sampler": SamplerConfig,
+    "configs/generate": GenerateConfig,
 }
 
 

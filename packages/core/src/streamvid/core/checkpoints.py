@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 Source = Literal["auto", "wan", "self_forcing", "longlive", "reward_forcing"]
@@ -98,7 +99,10 @@ def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"safetensors file not found: {path}")
-    return load_file(str(path), device="cpu")
+    try:
+        return load_file(str(path), device="cpu")
+    except SafetensorError as err:
+        raise CheckpointFormatError(f"{path} is not a readable safetensors file ({err})") from err
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, Any]:
@@ -269,7 +273,8 @@ def load_model_weights(
     """``model.load_state_dict`` with one readable error.
 
     Raises ``CheckpointMismatchError`` listing missing / unexpected keys (first 10 of each, with counts;
-    only when ``strict``) and every shape mismatch (always) as ``key: expected (..), got (..)``.
+    only when ``strict``) and shape mismatches (always; first 10, with the count) as
+    ``key: expected (..), got (..)``.
     Returns torch's ``(missing_keys, unexpected_keys)`` tuple.
     """
     expected = model.state_dict()
@@ -287,8 +292,9 @@ def load_model_weights(
                 more = f", ... (+{len(keys) - 10} more)" if len(keys) > 10 else ""
                 lines.append(f"  {len(keys)} {label} keys: {', '.join(keys[:10])}{more}")
         if shapes:
-            lines.append(f"  {len(shapes)} shape mismatches:")
-            lines += [f"    {s}" for s in shapes]
+            more = f" (first 10 of {len(shapes)} shown)" if len(shapes) > 10 else ""
+            lines.append(f"  {len(shapes)} shape mismatches{more}:")
+            lines += [f"    {s}" for s in shapes[:10]]
         raise CheckpointMismatchError("\n".join(lines))
     return model.load_state_dict(dict(state_dict), strict=strict)
 

@@ -123,6 +123,9 @@ def write_video(
             _write_mp4(tmp, frames, fps, quality)
         else:
             _write_gif(tmp, frames, fps)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file ordinary permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
