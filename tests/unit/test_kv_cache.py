@@ -182,3 +182,23 @@ def test_layout_validation():
         CacheLayout(chunk_frames=3, rope_positions="sideways")
     with pytest.raises(ValueError):
         CacheLayout(chunk_frames=3, eviction="keep_everything")
+
+
+def test_search_pattern_append_then_fork_costs_history_plus_k_chunks():
+    """Open the chunk on the parent (evicting once), fork K candidates: no history copy for drop eviction."""
+    parent = _cache(chunk_frames=2, sink_frames=2, window_frames=4)
+    for start in range(0, 10, 2):
+        _push(parent, start, 2)
+    parent.append(10, 2)  # evicts frames 6-7
+    children = [parent.fork() for _ in range(8)]
+    for i, child in enumerate(children):
+        for layer in range(LAYERS):
+            child.write(layer, *_kv(2, 100.0 + i))
+    assert all(c._storage is parent._storage for c in children)
+    assert children[3].key_positions().tolist() == [0, 1, 8, 9, 10, 11]
+    unique = {t.data_ptr(): t.nbytes for c in [parent, *children] for t in c.tensors()}
+    chunk_bytes = 2 * LAYERS * 2 * TPF * HEADS * DIM * 4
+    assert sum(unique.values()) == parent.memory_bytes() + 8 * chunk_bytes
+    children[5].commit()  # the surviving beam materialises its own history
+    assert children[5].window_frame_indices == [8, 9, 10, 11] and children[5]._storage is not parent._storage
+    assert _frame_values(children[5], children[5]._window) == [8.0, 8.0, 105.0, 105.0]

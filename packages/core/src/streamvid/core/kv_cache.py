@@ -324,7 +324,12 @@ class KVCache:
             self._open, self._rewrite_slots, self._visible = None, None, None
 
     def fork(self) -> KVCache:
-        """A child sharing committed history read-only (copy-on-write) with its own current-chunk slot."""
+        """A child sharing committed history read-only (copy-on-write) with its own current-chunk slot.
+
+        Search pattern: open the chunk on the parent (`append`, which does any eviction once), then fork one
+        child per candidate; each child writes its own chunk K/V and reads the shared history. A child copies
+        the history only when it commits (or EMA-merges), i.e. once per surviving beam.
+        """
         child = copy.copy(self)
         child._slot_frame, child._sink, child._window = list(self._slot_frame), list(self._sink), list(self._window)
         child._current, child._written = None, set()
@@ -409,8 +414,11 @@ class KVCache:
             self._evict(self._window[:n])
 
     def _evict(self, slots: list[int]) -> None:
-        """Remove the oldest window chunk, routed to drop / ema_sink / append_sink."""
-        self._make_private()
+        """Remove the oldest window chunk, routed to drop / ema_sink / append_sink.
+
+        Only the EMA merge writes tensor data (and so copies shared history first); drop and append_sink
+        just relabel slots, which are per-cache metadata.
+        """
         chunk = EvictedChunk(self._slot_frame[slots[0]], len(slots))
         policy = EvictionPolicy(self.router(chunk)) if self.router is not None else self.layout.eviction
         if policy is EvictionPolicy.APPEND_SINK and len(self._sink) + len(slots) > self.layout.sink_capacity:
@@ -424,6 +432,7 @@ class KVCache:
             if policy is EvictionPolicy.EMA_SINK:
                 n = len(slots)
                 targets = self._sink[-n:] if self.layout.ema_target == "newest" else self._sink[:n]
+                self._make_private()
                 self._ema_merge(targets, slots)
             for slot in slots:
                 self._slot_frame[slot] = None
