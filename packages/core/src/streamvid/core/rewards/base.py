@@ -1,0 +1,180 @@
+"""The reward interface: `RewardOutput`, the `RewardModel` protocol and the `BaseReward` helper class.
+
+A reward maps a batch of videos ``[B, T, C, H, W]`` (float, RGB, values in [0, 1]) and ``B`` prompts to a
+`RewardOutput`: one overall ``score [B]`` and named ``axes`` (each ``[B]``), drawn from ``visual``, ``motion``
+and ``text`` where the model has them (architecture.md, "Rewards"). Every sample is scored and samples never
+interact, so scoring a batch equals scoring each sample alone (the reference code scored only element 0).
+How raw model outputs are normalised and how ``score`` combines the axes belong to the adapter and are
+stated in its config dataclass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+from streamvid.core.config import check_choice
+
+__all__ = [
+    "AXES",
+    "COMBINE_MODES",
+    "DTYPES",
+    "BaseReward",
+    "RewardModel",
+    "RewardOutput",
+    "check_reward_inputs",
+    "combine_axes",
+]
+
+AXES = ("visual", "motion", "text")
+"""The axis names an adapter may report (a subset, in this order)."""
+
+COMBINE_MODES = ("mean", "sum", *AXES)
+"""How ``score`` is made from the axes: their mean, their sum, or one named axis."""
+
+DTYPES = ("float32", "bfloat16", "float16")
+"""Weight dtypes an adapter config may name (``torch.<name>``)."""
+
+
+@dataclass
+class RewardOutput:
+    """Scores of a batch of ``B`` videos.
+
+    Attributes:
+        score: ``[B]`` float, the overall reward (the adapter's config says how it combines ``axes``).
+        axes: axis name -> ``[B]`` float; names from `AXES`.
+        differentiable: True if ``score`` and ``axes`` are differentiable functions of the input pixels (a
+            differentiable adapter called with autograd enabled). False: the tensors carry no graph (the adapter
+            is not differentiable and scored under no_grad, or the caller disabled autograd).
+    """
+
+    score: Tensor
+    axes: dict[str, Tensor]
+    differentiable: bool
+
+    def __post_init__(self) -> None:
+        if self.score.dim() != 1:
+            raise ValueError(f"RewardOutput.score must be [B]; got shape {tuple(self.score.shape)}")
+        for name, value in self.axes.items():
+            if name not in AXES:
+                raise ValueError(f"RewardOutput axis '{name}' is not one of {AXES}")
+            if value.shape != self.score.shape:
+                raise ValueError(
+                    f"RewardOutput axis '{name}' has shape {tuple(value.shape)}; expected {tuple(self.score.shape)}"
+                )
+
+    def detach(self) -> RewardOutput:
+        """A copy without autograd history (so ``differentiable=False``)."""
+        axes = {k: v.detach() for k, v in self.axes.items()}
+        return RewardOutput(self.score.detach(), axes, False)
+
+
+@runtime_checkable
+class RewardModel(Protocol):
+    """Anything that scores videos: ``reward(video [B,T,C,H,W] in [0,1], prompts) -> RewardOutput``."""
+
+    axes: tuple[str, ...]
+    """Names of the axes this reward reports, a subset of `AXES`."""
+    differentiable: bool
+    """Whether outputs are differentiable w.r.t. the pixels (`saliency` requires it)."""
+
+    def __call__(self, video: Tensor, prompts: list[str]) -> RewardOutput:
+        """Score ``B`` videos ``[B, T, C, H, W]`` (float in [0, 1]) against ``B`` prompts."""
+        ...
+
+
+def check_reward_inputs(video: Tensor, prompts: list[str], channels: int = 3) -> None:
+    """Raise ValueError/TypeError unless ``video`` is float ``[B, T, channels, H, W]`` and there are ``B`` prompts."""
+    if isinstance(prompts, str):
+        raise TypeError("rewards take a list of prompts (one per video), got a single str")
+    if not torch.is_tensor(video) or not video.is_floating_point() or video.dim() != 5:
+        desc = f"{tuple(video.shape)} {video.dtype}" if torch.is_tensor(video) else type(video).__name__
+        raise ValueError(f"video must be a float tensor [B, T, C, H, W] in [0, 1]; got {desc}")
+    if video.shape[2] != channels:
+        raise ValueError(
+            f"video must have {channels} channels at dim 2 ([B, T, C, H, W]); got {tuple(video.shape)}"
+        )
+    if len(prompts) != video.shape[0]:
+        raise ValueError(f"got {video.shape[0]} videos but {len(prompts)} prompts; pass one prompt per video")
+
+
+def combine_axes(axes: Mapping[str, Tensor], how: str) -> Tensor:
+    """``score [B]`` from ``axes`` (each ``[B]``): ``"mean"``, ``"sum"`` or one axis name (see `COMBINE_MODES`)."""
+    if how in ("mean", "sum"):
+        stacked = torch.stack(list(axes.values()), dim=0)
+        return stacked.mean(0) if how == "mean" else stacked.sum(0)
+    if how not in axes:
+        raise ValueError(f"score combination '{how}' names no axis of this reward (axes: {sorted(axes)})")
+    return axes[how]
+
+
+class BaseReward(nn.Module):
+    """Common machinery for reward adapters: input checks, no_grad when not differentiable, axis combining.
+
+    Subclasses set ``axes`` (class attribute), implement `score_axes`, and keep their settings in a config
+    dataclass named by ``config_class`` with a ``combine`` field (one of `COMBINE_MODES`) and optionally a
+    ``differentiable`` field. ``Class.build(**kwargs)`` makes the config and calls `from_config`; the
+    registry uses it.
+
+    Args:
+        config: the adapter's config dataclass instance (kept as ``self.config``).
+    """
+
+    axes: tuple[str, ...] = ()
+    config_class: ClassVar[type | None] = None
+
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        self.config = config
+        self.check_config(config)
+        self.combine = getattr(config, "combine", "mean")
+        if self.combine in AXES and self.combine not in self.axes:
+            raise ValueError(
+                f"combine='{self.combine}' names no axis of {type(self).__name__} (axes: {self.axes})"
+            )
+        self.differentiable = bool(getattr(config, "differentiable", True))
+
+    @staticmethod
+    def check_config(config: Any) -> None:
+        """Validate the shared fields ``combine`` and ``dtype`` (where present); ConfigError names the field."""
+        check_choice("combine", getattr(config, "combine", "mean"), COMBINE_MODES)
+        check_choice("dtype", getattr(config, "dtype", "float32"), DTYPES)
+
+    @classmethod
+    def from_config(cls, config: Any) -> BaseReward:
+        """Build from a config instance (adapters that load weights override this)."""
+        return cls(config)
+
+    @classmethod
+    def build(cls, **kwargs: Any) -> BaseReward:
+        """``cls.from_config(cls.config_class(**kwargs))``; unknown keys raise ValueError naming the valid ones."""
+        if cls.config_class is None:
+            raise TypeError(f"{cls.__name__} has no config_class; construct it directly")
+        names = {f.name for f in dataclasses.fields(cls.config_class)}
+        unknown = sorted(set(kwargs) - names)
+        if unknown:
+            raise ValueError(f"unknown option(s) {unknown} for {cls.__name__}; valid: {sorted(names)}")
+        config = cls.config_class(**kwargs)
+        cls.check_config(config)  # before loading any weights
+        return cls.from_config(config)
+
+    def score_axes(self, video: Tensor, prompts: list[str]) -> dict[str, Tensor]:
+        """Per-axis rewards: ``video [B, T, C, H, W]`` in [0, 1] -> ``{axis: [B]}`` (already normalised)."""
+        raise NotImplementedError
+
+    def forward(self, video: Tensor, prompts: list[str]) -> RewardOutput:
+        """Score ``B`` videos ``[B, T, C, H, W]`` (float in [0, 1]) against ``B`` prompts."""
+        check_reward_inputs(video, prompts)
+        if self.differentiable:
+            axes = self.score_axes(video, list(prompts))
+        else:
+            with torch.no_grad():
+                axes = self.score_axes(video.detach(), list(prompts))
+        axes = {name: axes[name].float() for name in self.axes}
+        differentiable = self.differentiable and torch.is_grad_enabled()
+        return RewardOutput(combine_axes(axes, self.combine), axes, differentiable)

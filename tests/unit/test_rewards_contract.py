@@ -1,0 +1,189 @@
+"""Contract tests run over every registered reward, plus the registry itself.
+
+Each registered name needs a builder of a tiny test instance in `TINY_BUILDERS` (a function of a scratch
+folder, returning the reward); a registered name without one fails `test_every_registered_reward_has_a_tiny_builder`
+and its contract tests.
+"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from test_clip_rewards import tiny_aesthetic, tiny_clip_frames
+from test_videoalign import tiny_videoalign
+
+from streamvid.core.rewards import (
+    AXES,
+    BaseReward,
+    RewardModel,
+    RewardOutput,
+    build_reward,
+    registered_rewards,
+    saliency,
+)
+from streamvid.core.rewards import registry as registry_module
+
+TINY_BUILDERS: dict[str, Callable[[Path], RewardModel]] = {
+    "videoalign": tiny_videoalign,
+    "clip_frames": tiny_clip_frames,
+    "aesthetic": tiny_aesthetic,
+}
+"""Reward name -> builder of a tiny, fast instance under a scratch folder (add one per registered reward)."""
+
+PROMPTS = [
+    "a red circle moving left",
+    "a blue square moving up then turns right",
+    "green triangle moving down",
+]
+VIDEO_SHAPE = (3, 6, 3, 32, 32)  # [B, T, C, H, W]: the shapes world's default frame size
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory):
+    return tmp_path_factory.mktemp("reward_contract")
+
+
+@pytest.fixture(scope="module", params=registered_rewards())
+def reward(request, scratch):
+    name = request.param
+    if name not in TINY_BUILDERS:
+        pytest.fail(
+            f"registered reward '{name}' has no tiny test builder: add one to TINY_BUILDERS in {__file__}"
+        )
+    return TINY_BUILDERS[name](scratch / name)
+
+
+@pytest.fixture
+def video():
+    return torch.rand(VIDEO_SHAPE, generator=torch.Generator().manual_seed(0))
+
+
+def _call(reward, video, prompts, grad: bool = False) -> RewardOutput:
+    with torch.set_grad_enabled(grad):
+        return reward(video, prompts)
+
+
+def test_every_registered_reward_has_a_tiny_builder():
+    missing = [n for n in registered_rewards() if n not in TINY_BUILDERS]
+    assert not missing, f"add tiny test builders for {missing} to TINY_BUILDERS in {__file__}"
+
+
+def test_shapes_axes_and_finiteness(reward, video):
+    assert isinstance(reward, RewardModel)
+    assert reward.axes and set(reward.axes) <= set(AXES)
+    out = _call(reward, video, PROMPTS)
+    assert isinstance(out, RewardOutput) and set(out.axes) == set(reward.axes)
+    for value in (out.score, *out.axes.values()):
+        assert value.shape == (VIDEO_SHAPE[0],) and value.is_floating_point()
+        assert torch.isfinite(value).all()
+
+
+def test_batch_in_batch_out_matches_one_by_one(reward, video):
+    batch = _call(reward, video, PROMPTS)
+    for i in range(VIDEO_SHAPE[0]):
+        alone = _call(reward, video[i : i + 1], PROMPTS[i : i + 1])
+        assert torch.allclose(alone.score, batch.score[i : i + 1], rtol=1e-4, atol=1e-4)
+        for axis in reward.axes:
+            assert torch.allclose(alone.axes[axis], batch.axes[axis][i : i + 1], rtol=1e-4, atol=1e-4)
+
+
+def test_every_sample_is_scored(reward, video):
+    """Changing one sample's pixels changes only that sample's score (no element-0 shortcut)."""
+    before = _call(reward, video, PROMPTS).score
+    changed = video.clone()
+    changed[2] = 1.0 - changed[2]
+    after = _call(reward, changed, PROMPTS).score
+    assert torch.allclose(after[:2], before[:2], rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(after[2], before[2], atol=1e-6)
+
+
+def test_deterministic(reward, video):
+    a, b = _call(reward, video, PROMPTS), _call(reward, video, PROMPTS)
+    assert torch.equal(a.score, b.score) and all(torch.equal(a.axes[k], b.axes[k]) for k in a.axes)
+
+
+def _check_flag(reward, video) -> RewardOutput:
+    """Outputs require grad iff differentiable; non-differentiable modules run with autograd disabled."""
+    seen: list[bool] = []
+    inner = (
+        list(reward.modules())[1:] if isinstance(reward, torch.nn.Module) else []
+    )  # the reward's submodules
+    handles = [m.register_forward_hook(lambda *_: seen.append(torch.is_grad_enabled())) for m in inner]
+    try:
+        out = _call(reward, video.clone().requires_grad_(True), PROMPTS, grad=True)
+    finally:
+        for h in handles:
+            h.remove()
+    assert out.differentiable == reward.differentiable
+    tensors = (out.score, *out.axes.values())
+    if reward.differentiable:
+        assert all(t.requires_grad for t in tensors)
+    else:
+        assert not any(t.requires_grad for t in tensors) and not any(seen)
+        with pytest.raises(TypeError, match="differentiable"):
+            saliency(reward, video, PROMPTS)
+    return out
+
+
+def test_differentiable_flag_is_honoured(reward, video):
+    _check_flag(reward, video)
+    if isinstance(reward, BaseReward) and reward.differentiable:
+        frozen = copy.copy(reward)  # same weights, scored under no_grad
+        frozen.differentiable = False
+        out = _check_flag(frozen, video)
+        assert torch.allclose(out.score, _call(reward, video, PROMPTS).score, atol=1e-6)
+
+
+def test_saliency_shapes_and_nonzero_gradients(reward, video):
+    if not reward.differentiable:
+        pytest.skip(f"{type(reward).__name__} is not differentiable")
+    maps = saliency(reward, video, PROMPTS)
+    assert set(maps) == set(reward.axes)
+    for axis, m in maps.items():
+        assert m.shape == (VIDEO_SHAPE[0], VIDEO_SHAPE[1], VIDEO_SHAPE[3], VIDEO_SHAPE[4]), axis
+        assert torch.isfinite(m).all() and (m >= 0).all() and not m.requires_grad
+        assert (m.flatten(1).sum(1) > 0).all(), f"axis '{axis}' has an all-zero saliency for some sample"
+    one = saliency(reward, video, PROMPTS, axes=[reward.axes[0]])
+    assert torch.allclose(one[reward.axes[0]], maps[reward.axes[0]], rtol=1e-4, atol=1e-7)
+
+
+def test_rejects_bad_inputs(reward, video):
+    with pytest.raises(ValueError):
+        reward(video, PROMPTS[:2])
+    with pytest.raises(TypeError):
+        reward(video[:1], PROMPTS[0])
+    with pytest.raises(ValueError):
+        reward(video[:, :, :1], PROMPTS)
+
+
+# ---------------------------------------------------------------- registry
+
+
+def test_unknown_name_lists_known_rewards():
+    with pytest.raises(ValueError, match=r"unknown reward 'nope'.*aesthetic.*clip_frames.*videoalign"):
+        build_reward("nope")
+
+
+def test_registering_is_one_line_and_lazy(monkeypatch):
+    monkeypatch.setattr(registry_module, "_REGISTRY", dict(registry_module._REGISTRY))
+    registry_module.register_reward("dummy", "streamvid.no_such_module:Reward")
+    assert "dummy" in registered_rewards()
+    with pytest.raises(ImportError, match="streamvid.no_such_module:Reward"):
+        build_reward("dummy")
+    with pytest.raises(ValueError, match="already registered"):
+        registry_module.register_reward("dummy", "other.module:Reward")
+    with pytest.raises(ValueError, match="module:Attr"):
+        registry_module.register_reward("bad", "no_colon")
+
+
+def test_importing_the_interface_does_not_import_adapters():
+    code = ("import sys, streamvid.core.rewards as r; r.registered_rewards(); "
+            "print('transformers' in sys.modules, 'streamvid.core.rewards.videoalign' in sys.modules)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
