@@ -19,7 +19,7 @@ PROMPT ?= a red circle moving left
 OUT    ?= outputs/generate/out.mp4
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint generate bench clean
+.PHONY: help install test test-fast lint generate eval shapes-reward bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -48,8 +48,12 @@ lint: $(STAMP) ## ruff over packages, tests and bench
 generate: $(STAMP) ## stream one video: make generate CONFIG=... PROMPT="..." OUT=...
 	$(VENV)/bin/streamvid-generate --config $(CONFIG) --prompt "$(PROMPT)" --out $(OUT)
 
+eval: $(STAMP) ## evaluate a small shapes-world suite (outputs/eval/shapes_smoke; resumable)
+	$(VENV)/bin/streamvid-eval --config configs/eval/shapes_smoke.yaml
+
 bench: $(STAMP) ## run the benchmarks in bench/ (JSON under outputs/bench/)
 	$(PY) bench/streaming.py --out outputs/bench/streaming.json
+	$(PY) bench/eval_throughput.py --out outputs/bench/eval_throughput.json
 
 clean: ## remove outputs and caches (keeps .venv)
 	rm -rf outputs .pytest_cache .ruff_cache

@@ -16,6 +16,7 @@ from streamvid.core.cli.generate import GenerateConfig
 from streamvid.core.config import load_config
 from streamvid.core.model_config import WanModelConfig
 from streamvid.core.sampler_config import SamplerConfig
+from streamvid.eval.runner_config import EvalConfig
 
 REPO = Path(__file__).resolve().parents[2]
 ROOTS = ("configs", "experiments")
@@ -24,6 +25,7 @@ SCHEMAS: dict[str, type | None] = {
     "configs/model": WanModelConfig,
     "configs/sampler": SamplerConfig,
     "configs/generate": GenerateConfig,
+    "configs/eval": EvalConfig,
 }
 
 

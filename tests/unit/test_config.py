@@ -10,6 +10,7 @@ import pytest
 from omegaconf import DictConfig, ListConfig
 
 from streamvid.core.config import ConfigError, check_choice, load_config, save_resolved_config
+from streamvid.core.generator_config import GeneratorConfig
 from streamvid.core.model_config import WanModelConfig
 
 
@@ -183,3 +184,17 @@ def test_save_survives_missing_git(repo: Path, monkeypatch: pytest.MonkeyPatch) 
     saved = save_resolved_config(Schema(seed=4), repo / "out")
     assert "# git_rev: unavailable" in saved.read_text()
     assert load_config(saved, schema=Schema) == Schema(seed=4)
+
+
+@dataclass
+class _Run:
+    generator: GeneratorConfig | None = None
+
+
+def test_optional_nested_dataclass_filled_from_yaml(tmp_path):
+    """An optional (None by default) sub-config with nested dataclasses is built from YAML."""
+    path = tmp_path / "run.yaml"
+    path.write_text("generator:\n  model:\n    num_layers: 3\n")
+    cfg = load_config(path, schema=_Run)
+    assert cfg.generator.model.num_layers == 3 and cfg.generator.sampler.cache.chunk_frames == 3
+    assert load_config(tmp_path / "run.yaml", ["generator=null"], schema=_Run).generator is None

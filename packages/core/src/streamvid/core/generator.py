@@ -6,81 +6,24 @@ It bundles the causal model, the codec, the text encoder and the `StreamingSampl
     gen = build_generator(load_config("configs/generate/tiny.yaml", schema=GenerateConfig).generator)
     for frames in gen.stream_video(["a red circle moving left"], num_frames=12, seed=0):
         ...  # frames: [B, t, 3, H, W] in [0, 1], as soon as each chunk is decoded
+
+The config dataclasses live in `generator_config` (cheap to import, no diffusers); they are re-exported here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import torch
 
 from streamvid.core.causal_wan import CausalWanModel, TextContext
 from streamvid.core.checkpoints import load_checkpoint
 from streamvid.core.codecs import PixelCodec, VideoCodec
-from streamvid.core.config import ConfigError, check_choice
-from streamvid.core.model_config import WanModelConfig
+from streamvid.core.config import ConfigError
+from streamvid.core.generator_config import DTYPES, CodecConfig, GeneratorConfig, TextEncoderConfig
 from streamvid.core.sampler import ChunkCallback, GaussianNoise, StreamingSampler
-from streamvid.core.sampler_config import SamplerConfig
 from streamvid.core.text import LearnedTextEncoder, TextEncoder
 from streamvid.core.text.learned import split_words
-
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-@dataclass
-class CodecConfig:
-    """Pixels <-> latents."""
-
-    kind: str = "pixel"
-    """pixel (lossless space-to-depth, small worlds) | wan_vae (diffusers AutoencoderKLWan from `path`)."""
-    path: str | None = None
-    """Local directory of a diffusers-format Wan VAE (kind=wan_vae)."""
-    patch: int = 2
-    """Space-to-depth factor of the pixel codec: latent channels = 3 * patch**2."""
-
-    def __post_init__(self) -> None:
-        check_choice("codec.kind", self.kind, ("pixel", "wan_vae"))
-
-
-@dataclass
-class TextEncoderConfig:
-    """Prompt -> text states for cross-attention."""
-
-    kind: str = "learned"
-    """learned (small word-level encoder) | umt5 (transformers UMT5 encoder from `path`)."""
-    path: str | None = None
-    """Local directory with the weights; for `learned`, null builds a randomly initialised encoder (smoke runs)."""
-    max_length: int = 32
-    """Tokens per prompt (Wan's umT5: 512)."""
-
-    def __post_init__(self) -> None:
-        check_choice("text_encoder.kind", self.kind, ("learned", "umt5"))
-
-
-@dataclass
-class GeneratorConfig:
-    """Everything needed to stream video from a prompt."""
-
-    model: WanModelConfig = field(default_factory=WanModelConfig)
-    checkpoint: str | None = None
-    """Student weights (safetensors / diffusers dir / Self-Forcing-family .pt); null = random initialisation."""
-    use_ema: bool = True
-    """Take `generator_ema` from Self-Forcing-family checkpoints when present."""
-    codec: CodecConfig = field(default_factory=CodecConfig)
-    text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
-    sampler: SamplerConfig = field(default_factory=SamplerConfig)
-    height: int = 32
-    """Video height in pixels."""
-    width: int = 32
-    """Video width in pixels."""
-    dtype: str = "float32"
-    """Model dtype: float32 | bfloat16 | float16."""
-    device: str = "auto"
-    """auto (cuda when available) | cpu | cuda | cuda:N."""
-
-    def __post_init__(self) -> None:
-        check_choice("dtype", self.dtype, tuple(_DTYPES))
 
 
 class VideoGenerator:
@@ -185,7 +128,7 @@ def build_generator(cfg: GeneratorConfig, vocabulary: list[str] | None = None) -
     if cfg.checkpoint is not None:
         load_checkpoint(cfg.checkpoint, model, use_ema=cfg.use_ema)
     device = resolve_device(cfg.device)
-    model = cast_keeping_fp32_modules(model.to(device), _DTYPES[cfg.dtype]).eval().requires_grad_(False)
+    model = cast_keeping_fp32_modules(model.to(device), DTYPES[cfg.dtype]).eval().requires_grad_(False)
     if isinstance(text_encoder, torch.nn.Module):
         text_encoder = text_encoder.to(device)
     sampler = StreamingSampler(model, cfg.sampler.schedule(), cfg.sampler.cache.to_layout(), cfg.sampler.settings())
@@ -195,3 +138,17 @@ def build_generator(cfg: GeneratorConfig, vocabulary: list[str] | None = None) -
 def prompt_vocabulary(prompts: list[str]) -> list[str]:
     """Words of the given prompts (vocabulary of a randomly initialised learned text encoder)."""
     return sorted({w for p in prompts for w in split_words(p)})
+
+
+__all__ = [
+    "CodecConfig",
+    "GeneratorConfig",
+    "TextEncoderConfig",
+    "VideoGenerator",
+    "build_codec",
+    "build_generator",
+    "build_text_encoder",
+    "cast_keeping_fp32_modules",
+    "prompt_vocabulary",
+    "resolve_device",
+]

@@ -15,7 +15,7 @@ from streamvid.core.config import ConfigError, check_choice
 __all__ = ["WanModelConfig"]
 
 
-@dataclass(frozen=True)
+@dataclass
 class WanModelConfig:
     """Sizes of a Wan transformer; field names and meanings equal `WanTransformer3DModel.__init__`'s."""
 

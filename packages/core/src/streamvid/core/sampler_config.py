@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from streamvid.core.config import check_choice
 from streamvid.core.kv_cache import CacheLayout, EvictionPolicy
-from streamvid.core.sampler import SamplerSettings
-from streamvid.core.schedule import FewStepSchedule
+
+if TYPE_CHECKING:  # the sampler and schedule import diffusers; configs stay cheap to import
+    from streamvid.core.sampler import SamplerSettings
+    from streamvid.core.schedule import FewStepSchedule
 
 
 @dataclass
@@ -66,7 +69,11 @@ class SamplerConfig:
     cache: CacheConfig = field(default_factory=CacheConfig)
 
     def schedule(self) -> FewStepSchedule:
+        from streamvid.core.schedule import FewStepSchedule
+
         return FewStepSchedule.from_steps(self.denoising_steps, self.shift, self.warp)
 
     def settings(self) -> SamplerSettings:
+        from streamvid.core.sampler import SamplerSettings
+
         return SamplerSettings(context_noise=self.context_noise, recache_on_switch=self.recache_on_switch)

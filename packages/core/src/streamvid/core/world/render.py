@@ -73,7 +73,7 @@ DIRECTIONS: dict[str, tuple[float, float]] = {
 """Direction name -> unit displacement ``(dx, dy)`` in image coordinates (y points down)."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class WorldConfig:
     """The shapes world: frame geometry, what the dataset samples, and how it is drawn."""
 

@@ -1,0 +1,71 @@
+"""Typed config of a `VideoGenerator` (model, checkpoint, codec, text encoder, sampler, frame size, device).
+
+Kept apart from `generator.py` so that loading or validating a config never imports diffusers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from streamvid.core.config import check_choice
+from streamvid.core.model_config import WanModelConfig
+from streamvid.core.sampler_config import SamplerConfig
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class CodecConfig:
+    """Pixels <-> latents."""
+
+    kind: str = "pixel"
+    """pixel (lossless space-to-depth, small worlds) | wan_vae (diffusers AutoencoderKLWan from `path`)."""
+    path: str | None = None
+    """Local directory of a diffusers-format Wan VAE (kind=wan_vae)."""
+    patch: int = 2
+    """Space-to-depth factor of the pixel codec: latent channels = 3 * patch**2."""
+
+    def __post_init__(self) -> None:
+        check_choice("codec.kind", self.kind, ("pixel", "wan_vae"))
+
+
+@dataclass
+class TextEncoderConfig:
+    """Prompt -> text states for cross-attention."""
+
+    kind: str = "learned"
+    """learned (small word-level encoder) | umt5 (transformers UMT5 encoder from `path`)."""
+    path: str | None = None
+    """Local directory with the weights; for `learned`, null builds a randomly initialised encoder (smoke runs)."""
+    max_length: int = 32
+    """Tokens per prompt (Wan's umT5: 512)."""
+
+    def __post_init__(self) -> None:
+        check_choice("text_encoder.kind", self.kind, ("learned", "umt5"))
+
+
+@dataclass
+class GeneratorConfig:
+    """Everything needed to stream video from a prompt."""
+
+    model: WanModelConfig = field(default_factory=WanModelConfig)
+    checkpoint: str | None = None
+    """Student weights (safetensors / diffusers dir / Self-Forcing-family .pt); null = random initialisation."""
+    use_ema: bool = True
+    """Take `generator_ema` from Self-Forcing-family checkpoints when present."""
+    codec: CodecConfig = field(default_factory=CodecConfig)
+    text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    height: int = 32
+    """Video height in pixels."""
+    width: int = 32
+    """Video width in pixels."""
+    dtype: str = "float32"
+    """Model dtype: float32 | bfloat16 | float16."""
+    device: str = "auto"
+    """auto (cuda when available) | cpu | cuda | cuda:N."""
+
+    def __post_init__(self) -> None:
+        check_choice("dtype", self.dtype, tuple(DTYPES))
