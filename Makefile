@@ -48,6 +48,9 @@ lint: $(STAMP) ## ruff over packages, tests and bench
 generate: $(STAMP) ## stream one video: make generate CONFIG=... PROMPT="..." OUT=...
 	$(VENV)/bin/streamvid-generate --config $(CONFIG) --prompt "$(PROMPT)" --out $(OUT)
 
+shapes-reward: $(STAMP) ## train the learned shapes reward on CPU (~6 min, capped at 8) into its shipped checkpoint folder
+	OMP_NUM_THREADS=1 $(PY) -m streamvid.core.world.train_reward --out packages/core/src/streamvid/core/world/assets/shapes_learned_reward --minutes 8 --seed 0 --threads 1
+
 eval: $(STAMP) ## evaluate a small shapes-world suite (outputs/eval/shapes_smoke; resumable)
 	$(VENV)/bin/streamvid-eval --config configs/eval/shapes_smoke.yaml
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from test_clip_rewards import tiny_aesthetic, tiny_clip_frames
+from test_shapes_rewards import tiny_shapes_analytic, tiny_shapes_learned
 from test_videoalign import tiny_videoalign
 
 from streamvid.core.rewards import (
@@ -33,6 +34,8 @@ TINY_BUILDERS: dict[str, Callable[[Path], RewardModel]] = {
     "videoalign": tiny_videoalign,
     "clip_frames": tiny_clip_frames,
     "aesthetic": tiny_aesthetic,
+    "shapes_analytic": tiny_shapes_analytic,
+    "shapes_learned": tiny_shapes_learned,
 }
 """Reward name -> builder of a tiny, fast instance under a scratch folder (add one per registered reward)."""
 

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from streamvid.core.rewards import BaseReward, RewardOutput, saliency
+from streamvid.core.rewards.base import RewardConfig
 from streamvid.core.rewards.qwen2vl_preprocess import Qwen2VLVideoPreprocessor, rows_to_grid
 
 
 @dataclass
-class _LinearConfig:
-    combine: str = "mean"
-    differentiable: bool = True
+class _LinearConfig(RewardConfig):
+    pass
 
 
 class _LinearReward(BaseReward):
@@ -82,9 +82,8 @@ def test_combine_and_output_validation(linear):
 
 
 @dataclass
-class _RowConfig:
+class _RowConfig(RewardConfig):
     row: int = 2
-    combine: str = "mean"
 
 
 class _OnePatchReward(BaseReward):

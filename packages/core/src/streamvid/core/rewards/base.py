@@ -25,7 +25,9 @@ __all__ = [
     "COMBINE_MODES",
     "DTYPES",
     "BaseReward",
+    "ModelRewardConfig",
     "RewardModel",
+    "RewardConfig",
     "RewardOutput",
     "check_reward_inputs",
     "combine_axes",
@@ -113,12 +115,31 @@ def combine_axes(axes: Mapping[str, Tensor], how: str) -> Tensor:
     return axes[how]
 
 
+@dataclass
+class RewardConfig:
+    """Fields every reward adapter's config has; an adapter's config dataclass subclasses this."""
+
+    combine: str = "mean"
+    """How ``score`` is made from the axes: ``"mean"``, ``"sum"`` or one axis name (`COMBINE_MODES`)."""
+    differentiable: bool = True
+    """Score with autograd enabled (`saliency` needs it); False scores under no_grad (cheaper)."""
+
+
+@dataclass
+class ModelRewardConfig(RewardConfig):
+    """A reward backed by network weights read from a local directory."""
+
+    dtype: str = "float32"
+    """torch dtype name of the weights (`DTYPES`; e.g. "bfloat16" on GPU)."""
+    device: str = "cpu"
+    """Device the weights live on."""
+
+
 class BaseReward(nn.Module):
     """Common machinery for reward adapters: input checks, no_grad when not differentiable, axis combining.
 
     Subclasses set ``axes`` (class attribute), implement `score_axes`, and keep their settings in a config
-    dataclass named by ``config_class`` with a ``combine`` field (one of `COMBINE_MODES`) and optionally a
-    ``differentiable`` field. ``Class.build(**kwargs)`` makes the config and calls `from_config`; the
+    dataclass named by ``config_class`` that subclasses `RewardConfig` (or `ModelRewardConfig`). ``Class.build(**kwargs)`` makes the config and calls `from_config`; the
     registry uses it.
 
     Args:
@@ -130,20 +151,23 @@ class BaseReward(nn.Module):
 
     def __init__(self, config: Any) -> None:
         super().__init__()
+        if not isinstance(config, RewardConfig):
+            raise TypeError(f"{type(self).__name__} needs a RewardConfig subclass, got {type(config).__name__}")
         self.config = config
         self.check_config(config)
-        self.combine = getattr(config, "combine", "mean")
+        self.combine = config.combine
         if self.combine in AXES and self.combine not in self.axes:
             raise ValueError(
                 f"combine='{self.combine}' names no axis of {type(self).__name__} (axes: {self.axes})"
             )
-        self.differentiable = bool(getattr(config, "differentiable", True))
+        self.differentiable = bool(config.differentiable)
 
     @staticmethod
-    def check_config(config: Any) -> None:
-        """Validate the shared fields ``combine`` and ``dtype`` (where present); ConfigError names the field."""
-        check_choice("combine", getattr(config, "combine", "mean"), COMBINE_MODES)
-        check_choice("dtype", getattr(config, "dtype", "float32"), DTYPES)
+    def check_config(config: RewardConfig) -> None:
+        """Validate the shared fields ``combine`` and (for model rewards) ``dtype``; ConfigError names the field."""
+        check_choice("combine", config.combine, COMBINE_MODES)
+        if isinstance(config, ModelRewardConfig):
+            check_choice("dtype", config.dtype, DTYPES)
 
     @classmethod
     def from_config(cls, config: Any) -> BaseReward:

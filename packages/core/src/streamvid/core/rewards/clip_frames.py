@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from streamvid.core.config import check_choice
-from streamvid.core.rewards.base import BaseReward
+from streamvid.core.rewards.base import BaseReward, ModelRewardConfig
 from streamvid.core.rewards.qwen2vl_preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 __all__ = [
@@ -40,7 +40,7 @@ _ACTIVATIONS = {"none": nn.Identity, "relu": nn.ReLU, "gelu": nn.GELU}
 
 
 @dataclass
-class CLIPFrameScoreConfig:
+class CLIPFrameScoreConfig(ModelRewardConfig):
     """Settings of `CLIPFrameScore`."""
 
     model_dir: str = ""
@@ -52,15 +52,10 @@ class CLIPFrameScoreConfig:
     mean: float = 0.0
     """Subtracted after scaling (z-normalisation; 0 / 1 keep the raw scaled cosine)."""
     std: float = 1.0
-    combine: str = "mean"
-    """One axis (``text``), so every mode gives the same score."""
-    dtype: str = "float32"
-    device: str = "cpu"
-    differentiable: bool = True
 
 
 @dataclass
-class AestheticConfig:
+class AestheticConfig(ModelRewardConfig):
     """Settings of `AestheticScore`."""
 
     model_dir: str = ""
@@ -75,10 +70,6 @@ class AestheticConfig:
     """L2-normalise the CLIP image embedding before the head (LAION predictors expect it)."""
     mean: float = 0.0
     std: float = 1.0
-    combine: str = "mean"
-    dtype: str = "float32"
-    device: str = "cpu"
-    differentiable: bool = True
 
     def __post_init__(self) -> None:
         check_choice("activation", self.activation, tuple(_ACTIVATIONS))

@@ -20,6 +20,8 @@ _BUILTIN: dict[str, str] = {
     "videoalign": "streamvid.core.rewards.videoalign:VideoAlignReward.build",
     "clip_frames": "streamvid.core.rewards.clip_frames:CLIPFrameScore.build",
     "aesthetic": "streamvid.core.rewards.clip_frames:AestheticScore.build",
+    "shapes_analytic": "streamvid.core.world.analytic_reward:ShapesAnalyticReward.build",
+    "shapes_learned": "streamvid.core.world.learned_reward:ShapesLearnedReward.build",
 }
 
 _REGISTRY: dict[str, str] = dict(_BUILTIN)

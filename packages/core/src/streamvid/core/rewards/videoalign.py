@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from streamvid.core.rewards.base import BaseReward
+from streamvid.core.rewards.base import BaseReward, ModelRewardConfig
 from streamvid.core.rewards.qwen2vl_preprocess import Qwen2VLVideoPreprocessor
 from streamvid.core.rewards.videoalign_prompt import REWARD_TOKENS, build_prompt, format_chat, load_template
 
@@ -45,7 +45,7 @@ _LORA_KEY = re.compile(r"^(.*)\.lora_([AB])(?:\.[^.]+)?\.weight$")
 
 
 @dataclass
-class VideoAlignConfig:
+class VideoAlignConfig(ModelRewardConfig):
     """Settings of `VideoAlignReward`; defaults reproduce VideoAlign's released inference setup."""
 
     checkpoint_dir: str = ""
@@ -54,8 +54,6 @@ class VideoAlignConfig:
     """Qwen2-VL-2B-Instruct folder (config.json, tokenizer; weights for the LoRA layout). "" = checkpoint_dir."""
     checkpoint_step: int | None = None
     """Use ``checkpoint-<step>/``; None: the highest step, or the folder itself if it holds the weights."""
-    combine: str = "mean"
-    """``score`` from the axes: "mean" (reference frame API), "sum" (reference file API) or one axis name."""
     normalize: bool = True
     """z-normalise raw VQ/MQ/TA with ``norm_mean``/``norm_std`` (reference ``use_norm=True``)."""
     norm_mean: tuple[float, float, float] = (3.6757, 1.1646, 2.8105)
@@ -78,12 +76,7 @@ class VideoAlignConfig:
     """LoRA rank; None: adapter_config.json ``r``, model_config.json ``peft_lora_config.lora_r``, else 64."""
     lora_alpha: float | None = None
     """LoRA alpha; None: adapter_config.json / model_config.json, else 128."""
-    dtype: str = "float32"
-    """torch dtype name of the model weights (e.g. "bfloat16" on GPU)."""
-    device: str = "cpu"
     attn_implementation: str = "sdpa"
-    differentiable: bool = True
-    """False: score under no_grad (cheaper; `saliency` then refuses)."""
     gradient_checkpointing: bool = False
     """Recompute activations in backward (for saliency on the 2B model)."""
 

@@ -6,7 +6,10 @@ smoothness proxies), ``warping`` (occlusion-masked warping error), ``drift_colou
 ``sharpness`` (Laplacian variance).
 """
 
-from streamvid.eval.metrics import model_backed  # noqa: F401  (registers the model-backed metrics)
+from streamvid.eval.metrics import (
+    model_backed,  # noqa: F401  (registers the model-backed metrics)
+    reward_metrics,  # noqa: F401  (registers reward and oracle metrics)
+)
 from streamvid.eval.metrics.registry import (
     Metric,
     MetricSpec,
