@@ -57,6 +57,7 @@ eval: $(STAMP) ## evaluate a small shapes-world suite (outputs/eval/shapes_smoke
 bench: $(STAMP) ## run the benchmarks in bench/ (JSON under outputs/bench/)
 	$(PY) bench/streaming.py --out outputs/bench/streaming.json
 	$(PY) bench/eval_throughput.py --out outputs/bench/eval_throughput.json
+	$(PY) bench/shapes_rewards.py --out outputs/bench/shapes_rewards.json
 
 clean: ## remove outputs and caches (keeps .venv)
 	rm -rf outputs .pytest_cache .ruff_cache

@@ -59,7 +59,7 @@ STRENGTHS: dict[str, tuple[float, float]] = {
     "noise": (0.01, 0.15),
 }
 """Corruption kind -> (low, high) of the uniformly drawn ``strength`` (``frozen``: integer frames)."""
-_EVAL_STREAM = 1_000_003  # the evaluation set does not depend on the training seed
+EVAL_STREAM = 1_000_003  # the evaluation set does not depend on the training seed
 
 
 @dataclass
@@ -245,7 +245,7 @@ def heldout_metrics(net: ShapesRewardNet, cfg: TrainRewardConfig) -> dict:
         for split, n in sizes.items():
             if not n:
                 continue
-            videos, prompts, targets = make_examples(split, range(n), _EVAL_STREAM, cfg, focus)
+            videos, prompts, targets = make_examples(split, range(n), EVAL_STREAM, cfg, focus)
             preds.append(predict(net, videos, prompts))
             truths.append(targets["axes"])
             if focus:
