@@ -5,6 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+# The suite runs tiny models: one intra-op thread is faster than two for tensors this small, and it keeps
+# timings stable when the machine is shared (two threads contending for a busy core stall badly).
+torch.set_num_threads(1)
+
 TINY_WAN = dict(
     patch_size=(1, 2, 2),
     num_attention_heads=2,
