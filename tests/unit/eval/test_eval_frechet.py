@@ -80,3 +80,19 @@ def test_video_sets_with_pluggable_features():
 
     video_frechet_distance(list(videos), list(videos), feature_fn=spy, batch_size=50)
     assert calls == [50, 50, 20, 50, 50, 20]
+
+
+def test_shapes_reward_features_separate_clean_from_blurred():
+    """On the learned shapes reward's trunk, clean vs blurred sets are further apart than two clean sets."""
+    from streamvid.core.world import ShapesDataset, WorldConfig
+    from streamvid.core.world.corrupt import gaussian_blur
+    from streamvid.eval.frechet import shapes_reward_features, video_frechet_distance
+
+    data = ShapesDataset(WorldConfig(), split="val", size=300)
+    videos = torch.stack([data[i]["video"] for i in range(300)])
+    a, b = videos[:150], videos[150:]  # more samples than the 128 feature dims: a stable covariance
+    blurred = torch.stack([gaussian_blur(v, 2.0) for v in b])
+    features = shapes_reward_features()
+    same = video_frechet_distance(a, b, features)
+    shifted = video_frechet_distance(a, blurred, features)
+    assert shifted > 3 * same

@@ -97,6 +97,18 @@ def pixel_stats_features(videos: torch.Tensor) -> torch.Tensor:
     return torch.cat([mean, std, tdiff], dim=1)
 
 
+def shapes_reward_features(path: str | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Feature extractor for the shapes world: the learned shapes reward's trunk, ``[b, T, 3, H, W]`` -> ``[b, 128]``.
+
+    ``path`` is a checkpoint directory (None: the shipped one). The trunk never sees the prompt, so the
+    features describe the videos alone, as Fréchet distance between video sets needs.
+    """
+    from streamvid.core.world.learned_reward import ShapesLearnedReward
+
+    reward = ShapesLearnedReward.build(path=path)
+    return lambda videos: reward.features(videos.float())
+
+
 def extract_features(videos: torch.Tensor | Sequence[torch.Tensor],
                      feature_fn: Callable[[torch.Tensor], torch.Tensor], *, batch_size: int = 16) -> torch.Tensor:
     """Run ``feature_fn`` (``[b, T, C, H, W]`` -> ``[b, D]``) over videos in batches -> float64 ``[N, D]``."""
