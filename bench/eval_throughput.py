@@ -72,7 +72,7 @@ def bench_metrics(repeats: int) -> dict:
                 "seconds_per_video": sec,
                 "videos_per_second": 1.0 / sec if sec > 0 else float("inf"),
                 "seconds_per_frame_pair": sec / (c["frames"] - 1),
-                "value": float(value),
+                "value": {k: float(v) for k, v in value.items()} if isinstance(value, dict) else float(value),
                 "flow_based": name in FLOW_BASED,
                 "proxy": spec.proxy,
             }
@@ -128,8 +128,10 @@ def main() -> None:
             if "error" in row:
                 print(f"  {name:22s} error: {row['error']}")
             else:
+                value = row["value"]
+                shown = ", ".join(f"{k}={v:.3g}" for k, v in value.items()) if isinstance(value, dict) else f"{value:.4g}"
                 print(f"  {name:22s} {row['videos_per_second']:9.2f} videos/s  "
-                      f"{row['seconds_per_frame_pair'] * 1e3:8.2f} ms/pair  value={row['value']:.4g}")
+                      f"{row['seconds_per_frame_pair'] * 1e3:8.2f} ms/pair  value={shown}")
     print("raw flow 256x256:", {m: f"{r['seconds_per_flow_256x256'] * 1e3:.2f} ms" for m, r in report["raw_flow"].items()})
     if "calibration" in report:
         print("calibration:", report["calibration"])
