@@ -54,3 +54,16 @@ def test_tiny_forward_on_cpu_keeps_the_latent_shape() -> None:
     with torch.no_grad():
         out = model(latents, torch.tensor([500]), text).sample
     assert out.shape == (1, cfg.out_channels, 3, 8, 8) and torch.isfinite(out).all()
+
+
+def test_causal_wan_1_3b_has_the_stock_state_dict() -> None:
+    """CausalWanModel at Wan2.1-1.3B size: same keys and shapes as stock diffusers, so its weights load as is."""
+    from streamvid.core.causal_wan import CausalWanModel
+
+    kwargs = load("wan2.1_t2v_1.3b").to_diffusers_kwargs()
+    with torch.device("meta"):
+        causal, stock = CausalWanModel(**kwargs), diffusers.WanTransformer3DModel(**kwargs)
+    ours = {k: tuple(v.shape) for k, v in causal.state_dict().items()}
+    theirs = {k: tuple(v.shape) for k, v in stock.state_dict().items()}
+    assert ours == theirs
+    assert sum(p.numel() for p in causal.parameters()) == pytest.approx(1.419e9, rel=5e-3)
