@@ -98,7 +98,10 @@ class CausalWanModel(WanTransformer3DModel):
 
     def _text_context(self, encoder_hidden_states: torch.Tensor) -> TextContext:
         if self.config.image_dim is not None or self.config.added_kv_proj_dim is not None:
-            raise NotImplementedError("CausalWanModel supports text-to-video Wan only (no image conditioning)")
+            raise ValueError(
+                "CausalWanModel supports text-to-video Wan configs only; this one has image conditioning "
+                f"(image_dim={self.config.image_dim}, added_kv_proj_dim={self.config.added_kv_proj_dim})"
+            )
         text = self.condition_embedder.text_embedder(encoder_hidden_states)
         keys, values = [], []
         for block in self.blocks:
@@ -140,7 +143,7 @@ class CausalWanModel(WanTransformer3DModel):
             `[B, C_out, F, H, W]` flow prediction, as the stock model.
         """
         if encoder_hidden_states_image is not None:
-            raise NotImplementedError("CausalWanModel supports text-to-video Wan only (no image conditioning)")
+            raise ValueError("CausalWanModel is text-to-video: encoder_hidden_states_image must be None")
         if kv_cache is not None and block_causal is not None:
             raise ValueError("give either kv_cache (streaming) or block_causal (full sequence), not both")
         batch, _, frames, height, width = hidden_states.shape

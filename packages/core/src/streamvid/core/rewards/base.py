@@ -10,6 +10,7 @@ stated in its config dataclass.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -135,7 +136,7 @@ class ModelRewardConfig(RewardConfig):
     """Device the weights live on."""
 
 
-class BaseReward(nn.Module):
+class BaseReward(nn.Module, abc.ABC):
     """Common machinery for reward adapters: input checks, no_grad when not differentiable, axis combining.
 
     Subclasses set ``axes`` (class attribute), implement `score_axes`, and keep their settings in a config
@@ -187,9 +188,9 @@ class BaseReward(nn.Module):
         cls.check_config(config)  # before loading any weights
         return cls.from_config(config)
 
+    @abc.abstractmethod
     def score_axes(self, video: Tensor, prompts: list[str]) -> dict[str, Tensor]:
         """Per-axis rewards: ``video [B, T, C, H, W]`` in [0, 1] -> ``{axis: [B]}`` (already normalised)."""
-        raise NotImplementedError
 
     def forward(self, video: Tensor, prompts: list[str]) -> RewardOutput:
         """Score ``B`` videos ``[B, T, C, H, W]`` (float in [0, 1]) against ``B`` prompts."""
