@@ -70,7 +70,8 @@ REVERSE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 class BagOfWords:
     """Fixed text encoder: prompt -> one token ``[1, dim]``, the multi-hot vector of its vocabulary words."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, per_word: bool = False, max_words: int = 12) -> None:
+        self.per_word, self.max_words = per_word, max_words
         self.index = {w: i for i, w in enumerate(vocabulary())}
         if len(self.index) > dim:
             raise ValueError(f"text_dim={dim} is smaller than the vocabulary ({len(self.index)} words)")
@@ -78,11 +79,11 @@ class BagOfWords:
 
     def __call__(self, prompts: list[str | None]) -> torch.Tensor:
         """``B`` prompts (None: the null prompt, all zeros) -> ``[B, 1, dim]``."""
-        out = torch.zeros(len(prompts), 1, self.dim)
+        out = torch.zeros(len(prompts), self.max_words if self.per_word else 1, self.dim)
         for row, prompt in enumerate(prompts):
-            for word in (prompt or "").lower().replace(",", " , ").split():
-                if word in self.index:
-                    out[row, 0, self.index[word]] = 1.0
+            words = [w for w in (prompt or "").lower().replace(",", " , ").split() if w in self.index]
+            for position, word in enumerate(words[: self.max_words]):
+                out[row, position if self.per_word else 0, self.index[word]] = 1.0
         return out
 
 
@@ -165,6 +166,46 @@ class ConvFlowNet(torch.nn.Module):
             h = block(h, cond)
         h = self.dec(self.up(h) + skip, cond)
         return (self.out(F.silu(self.out_norm(h))),)
+
+
+def add_absolute_positions(model: CausalWanModel) -> None:
+    """Diagnostic: a learned absolute spatial position embedding ``[1, D, 1, h, w]`` (zero-initialised) added
+    to the patch embeddings, which stock Wan lacks (its RoPE is relative). Tests whether absolute position is
+    what keeps the transformer from learning where a direction's path starts."""
+    dim, (_, ph, pw) = (
+        model.config.num_attention_heads * model.config.attention_head_dim,
+        model.config.patch_size,
+    )
+    grid = (WorldConfig().height // 2 // ph, WorldConfig().width // 2 // pw)
+    model.patch_embedding.abs_pos = torch.nn.Parameter(torch.zeros(1, dim, 1, *grid))
+    model.patch_embedding.register_forward_hook(lambda module, _, out: out + module.abs_pos)
+
+
+def add_conv_stem(model: CausalWanModel, width: int = 64) -> None:
+    """Diagnostic: replace the linear patch embedding by a 3x3x3 conv (zero-padded: sees the frame border and
+    local motion) followed by the stock patchify conv."""
+    patchify = model.patch_embedding
+    model.patch_embedding = torch.nn.Sequential(
+        torch.nn.Conv3d(patchify.in_channels, width, 3, padding=1),
+        torch.nn.SiLU(),
+        torch.nn.Conv3d(width, patchify.out_channels, patchify.kernel_size, stride=patchify.stride),
+    )
+
+
+def add_text_adaln(model: CausalWanModel, text_dim: int) -> None:
+    """Diagnostic: also feed the prompt into Wan's adaLN (a zero-initialised projection of the bag of words added
+    to the per-frame time embedding), i.e. multiplicative conditioning like the conv probe's FiLM, besides the
+    stock additive cross-attention."""
+    embedder = model.condition_embedder.time_embedder
+    embedder.text_adaln = torch.nn.Linear(text_dim, embedder.linear_2.out_features)
+    torch.nn.init.zeros_(embedder.text_adaln.weight)
+    torch.nn.init.zeros_(embedder.text_adaln.bias)
+
+    def stash_text(module, args, kwargs):
+        module.condition_embedder.time_embedder.prompt = kwargs["encoder_hidden_states"][:, 0]
+
+    model.register_forward_pre_hook(stash_text, with_kwargs=True)
+    embedder.register_forward_hook(lambda module, _, out: out + module.text_adaln(module.prompt)[:, None])
 
 
 def make_pool(world: WorldConfig, size: int) -> tuple[torch.Tensor, list[PromptSpec]]:
@@ -336,6 +377,12 @@ def main() -> None:
     )
     ap.add_argument("--arch", choices=("wan", "conv"), default="conv", help="Wan transformer or conv U-Net")
     ap.add_argument("--conv-width", type=int, default=48, help="conv U-Net channels at full resolution")
+    ap.add_argument("--wan-abs-pos", action="store_true", help="diagnostic: learned absolute positions")
+    ap.add_argument("--wan-conv-stem", action="store_true", help="diagnostic: 3x3x3 conv before patchify")
+    ap.add_argument("--wan-text-adaln", action="store_true", help="diagnostic: prompt into adaLN too")
+    ap.add_argument(
+        "--text-tokens", choices=("bag", "words"), default="bag", help="one bag token or a token per word"
+    )
     ap.add_argument("--pool", type=int, default=2048, help="pre-rendered train items")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -367,10 +414,18 @@ def main() -> None:
     if args.arch == "wan":
         model = CausalWanModel(**mcfg.to_diffusers_kwargs())
         zero_init(model)
+        if args.wan_abs_pos:
+            add_absolute_positions(model)
+        if args.wan_conv_stem:
+            add_conv_stem(model)
+        if args.wan_text_adaln:
+            add_text_adaln(model, mcfg.text_dim)
     else:
+        if args.text_tokens != "bag" or args.wan_abs_pos or args.wan_conv_stem or args.wan_text_adaln:
+            ap.error("--text-tokens words and the --wan-* diagnostics need --arch wan")
         model = ConvFlowNet(codec.latent_channels, mcfg.text_dim, width=args.conv_width)
     ema = copy.deepcopy(model).requires_grad_(False) if args.ema > 0 else model
-    text = BagOfWords(mcfg.text_dim)
+    text = BagOfWords(mcfg.text_dim, per_word=args.text_tokens == "words")
     params = sum(p.numel() for p in model.parameters())
 
     t0 = time.time()
