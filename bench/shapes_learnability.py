@@ -17,6 +17,7 @@ Two models (docs/shapes_world.md has the numbers):
   mask, ``--p-chunk-noise`` for diffusion-forcing style per-chunk noise levels, ``--sampler chunked`` to
   denoise chunk by chunk on clean context) with `configs/model/shapes_probe.yaml`. At the same budget it
   learns colour only; this is the risk the teacher issue has to budget for.
+  Diagnostics: ``--wan-abs-pos``, ``--wan-conv-stem``, ``--wan-text-adaln``, ``--text-tokens words``.
 
 Design (chosen for fast learning on 2 CPU cores):
 
@@ -48,7 +49,7 @@ from PIL import Image
 
 from streamvid.core.causal_wan import BlockCausal, CausalWanModel
 from streamvid.core.codecs import PixelCodec
-from streamvid.core.config import load_config
+from streamvid.core.config import ConfigError, load_config
 from streamvid.core.model_config import WanModelConfig
 from streamvid.core.world import (
     PALETTE,
@@ -410,7 +411,10 @@ def main() -> None:
     rng = random.Random(args.seed)
     load_before = os.getloadavg()
     world, codec = WorldConfig(), PixelCodec(2)
-    mcfg = load_config(args.model, args.override, schema=WanModelConfig)
+    try:
+        mcfg = load_config(args.model, args.override, schema=WanModelConfig)
+    except ConfigError as err:
+        ap.error(str(err))
     if args.arch == "wan":
         model = CausalWanModel(**mcfg.to_diffusers_kwargs())
         zero_init(model)
