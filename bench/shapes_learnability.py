@@ -69,7 +69,9 @@ REVERSE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 
 
 class BagOfWords:
-    """Fixed text encoder: prompt -> one token ``[1, dim]``, the multi-hot vector of its vocabulary words."""
+    """Fixed text encoder: a prompt -> one token ``[1, dim]``, the multi-hot vector of its vocabulary words, or
+    with ``per_word`` one one-hot token per vocabulary word ``[max_words, dim]`` (zero-padded, as Wan pads its
+    text context)."""
 
     def __init__(self, dim: int, per_word: bool = False, max_words: int = 12) -> None:
         self.per_word, self.max_words = per_word, max_words
@@ -79,7 +81,7 @@ class BagOfWords:
         self.dim = dim
 
     def __call__(self, prompts: list[str | None]) -> torch.Tensor:
-        """``B`` prompts (None: the null prompt, all zeros) -> ``[B, 1, dim]``."""
+        """``B`` prompts (None: the null prompt, all zeros) -> ``[B, 1 or max_words, dim]``."""
         out = torch.zeros(len(prompts), self.max_words if self.per_word else 1, self.dim)
         for row, prompt in enumerate(prompts):
             words = [w for w in (prompt or "").lower().replace(",", " , ").split() if w in self.index]
@@ -209,12 +211,12 @@ def add_text_adaln(model: CausalWanModel, text_dim: int) -> None:
     embedder.register_forward_hook(lambda module, _, out: out + module.text_adaln(module.prompt)[:, None])
 
 
-def make_pool(world: WorldConfig, size: int) -> tuple[torch.Tensor, list[PromptSpec]]:
+def make_pool(world: WorldConfig, size: int, codec: PixelCodec) -> tuple[torch.Tensor, list[PromptSpec]]:
     """``size`` train items: latents ``[N, C, T, h, w]`` and their prompt specs."""
     attrs = [sample_attributes(world, "train", i)[0] for i in range(size)]
     videos = torch.cat([render_batch(attrs[i : i + 256], world) for i in range(0, size, 256)])
     specs = [PromptSpec(a.colour, a.shape, a.directions) for a in attrs]
-    return PixelCodec(2).encode(videos).permute(0, 2, 1, 3, 4).contiguous(), specs
+    return codec.encode(videos).permute(0, 2, 1, 3, 4).contiguous(), specs
 
 
 def draw_batch(latents, specs, batch: int, rng: random.Random, codec: PixelCodec, p_uncond: float):
@@ -302,7 +304,8 @@ def sensitivity(model, text, codec: PixelCodec, world: WorldConfig, args, n: int
     variants = {
         "true": [PromptSpec(a.colour, a.shape, a.directions) for a in items],
         "colour": [
-            PromptSpec(colours[(colours.index(a.colour) + 1) % 7], a.shape, a.directions) for a in items
+            PromptSpec(colours[(colours.index(a.colour) + 1) % len(colours)], a.shape, a.directions)
+            for a in items
         ],
         "direction": [PromptSpec(a.colour, a.shape, tuple(REVERSE[d] for d in a.directions)) for a in items],
     }
@@ -345,7 +348,7 @@ def evaluate(model, text, codec, world: WorldConfig, split: str, n: int, args) -
         rows += [score_details(v, p) for v, p in zip(videos, prompts[i : i + 32])]
         if i == 0 and args.png:  # first 8 videos, one per row, frames left to right
             grid = videos[:8].permute(0, 3, 1, 4, 2).flatten(2, 3).flatten(0, 1)
-            path = Path(args.png.replace(".png", f"_{split}.png"))
+            path = Path(args.png).with_name(f"{Path(args.png).stem}_{split}.png")
             Image.fromarray((grid * 255).round().byte().numpy()).resize(
                 (grid.shape[1] * 3, grid.shape[0] * 3), 0
             ).save(path)
@@ -411,6 +414,8 @@ def main() -> None:
     rng = random.Random(args.seed)
     load_before = os.getloadavg()
     world, codec = WorldConfig(), PixelCodec(2)
+    if args.chunk < 1 or world.num_frames % args.chunk:
+        ap.error(f"--chunk={args.chunk} must divide the world's {world.num_frames} frames")
     try:
         mcfg = load_config(args.model, args.override, schema=WanModelConfig)
     except ConfigError as err:
@@ -427,13 +432,15 @@ def main() -> None:
     else:
         if args.text_tokens != "bag" or args.wan_abs_pos or args.wan_conv_stem or args.wan_text_adaln:
             ap.error("--text-tokens words and the --wan-* diagnostics need --arch wan")
+        if args.causal:
+            ap.error("--causal needs --arch wan (the conv probe is bidirectional)")
         model = ConvFlowNet(codec.latent_channels, mcfg.text_dim, width=args.conv_width)
     ema = copy.deepcopy(model).requires_grad_(False) if args.ema > 0 else model
     text = BagOfWords(mcfg.text_dim, per_word=args.text_tokens == "words")
     params = sum(p.numel() for p in model.parameters())
 
     t0 = time.time()
-    latents, specs = make_pool(world, args.pool)
+    latents, specs = make_pool(world, args.pool, codec)
     prep_s = time.time() - t0
     print(f"model {params / 1e6:.2f} M params; pool of {args.pool} rendered in {prep_s:.0f} s", flush=True)
 
@@ -489,7 +496,9 @@ def main() -> None:
             "arch": args.arch,
             **(mcfg.to_diffusers_kwargs() if args.arch == "wan" else {"conv_width": args.conv_width}),
             "parameters": params,
-            "text_encoder": "multi-hot bag of words",
+            "text_encoder": "one-hot token per word"
+            if args.text_tokens == "words"
+            else "multi-hot bag of words",
         },
         "chance": {
             "colour": round(1 / len(PALETTE), 4),

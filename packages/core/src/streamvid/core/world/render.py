@@ -19,10 +19,11 @@ quarter of a token per frame. Here: 32x32 px (the pixel codec with patch 2 plus 
 (2x2 tokens) moving at 2 px/frame (half a token per frame), i.e. 22 px over the clip: ~3 object sizes and
 5.5 tokens, across nearly the whole frame. Motion is the dominant change in the pixels, and the path has
 so little slack along its axis that the start position already tells the direction, which keeps direction
-learnable for a tiny model on a CPU (a 1.5 M-parameter conv flow model reaches 91 % direction
-accuracy after 15 minutes on one core: docs/shapes_world.md). The limit is geometric:
+learnable for a small model on a CPU (a 1.5 M-parameter conv flow model reaches 72-91 % direction
+accuracy, chance 25 %, after 15 minutes on one core: docs/shapes_world.md). The limit is geometric:
 ``size + speed * steps <= 32`` keeps the object in frame (`WorldConfig` checks it), so a longer clip per
-segment needs a lower speed or a larger frame; multi-segment videos (``num_segments``) turn instead, 12 frames per segment fit at the defaults.
+segment needs a lower speed or a larger frame; multi-segment videos (``num_segments``) turn instead,
+12 frames per segment fit at the defaults.
 """
 
 from __future__ import annotations
