@@ -48,8 +48,8 @@ lint: $(STAMP) ## ruff over packages, tests and bench
 generate: $(STAMP) ## stream one video: make generate CONFIG=... PROMPT="..." OUT=...
 	$(VENV)/bin/streamvid-generate --config $(CONFIG) --prompt "$(PROMPT)" --out $(OUT)
 
-shapes-reward: $(STAMP) ## train the learned shapes reward on CPU (~6 min, capped at 8) into its shipped checkpoint folder
-	OMP_NUM_THREADS=1 $(PY) -m streamvid.core.world.train_reward --out packages/core/src/streamvid/core/world/assets/shapes_learned_reward --minutes 8 --seed 0 --threads 1
+shapes-reward: $(STAMP) ## train the learned shapes reward on CPU (~7 min on an idle core, capped at 20) into its shipped checkpoint folder
+	OMP_NUM_THREADS=1 $(PY) -m streamvid.core.world.train_reward --out packages/core/src/streamvid/core/world/assets/shapes_learned_reward --minutes 20 --seed 0 --threads 1
 
 eval: $(STAMP) ## evaluate a small shapes-world suite (outputs/eval/shapes_smoke; resumable)
 	$(VENV)/bin/streamvid-eval --config configs/eval/shapes_smoke.yaml
@@ -61,3 +61,19 @@ bench: $(STAMP) ## run the benchmarks in bench/ (JSON under outputs/bench/)
 
 clean: ## remove outputs and caches (keeps .venv)
 	rm -rf outputs .pytest_cache .ruff_cache
+
+# Shapes-world teacher and ODE-init student (streamvid-train; configs/train/). Both resume from their last
+# checkpoint when interrupted; the exported models are diffusers directories shipped under assets/shapes/.
+.PHONY: shapes-teacher shapes-student
+SHAPES_ASSETS := assets/shapes
+
+shapes-teacher: $(STAMP) ## train the shapes-world conv flow teacher (1850 steps, ~15 min on an idle core) into assets/shapes/teacher
+	OMP_NUM_THREADS=1 $(VENV)/bin/streamvid-train teacher --config configs/train/shapes_teacher.yaml \
+		--set output_dir=$(SHAPES_ASSETS)/teacher --set run_dir=outputs/train/shapes_teacher
+
+shapes-student: $(STAMP) ## ODE pairs from assets/shapes/teacher, then the ODE-init causal Wan student into assets/shapes/student
+	OMP_NUM_THREADS=1 $(VENV)/bin/streamvid-train ode-pairs --config configs/train/shapes_ode_pairs.yaml \
+		--set teacher=$(SHAPES_ASSETS)/teacher --set output_dir=outputs/train/shapes_ode_pairs
+	OMP_NUM_THREADS=1 $(VENV)/bin/streamvid-train student --config configs/train/shapes_student.yaml \
+		--set pairs=outputs/train/shapes_ode_pairs --set output_dir=$(SHAPES_ASSETS)/student \
+		--set run_dir=outputs/train/shapes_student

@@ -33,9 +33,7 @@ Design (chosen for fast learning on 2 CPU cores):
 from __future__ import annotations
 
 import argparse
-import copy
 import json
-import math
 import os
 import platform
 import random
@@ -50,138 +48,63 @@ from PIL import Image
 from streamvid.core.causal_wan import BlockCausal, CausalWanModel
 from streamvid.core.codecs import PixelCodec
 from streamvid.core.config import ConfigError, load_config
+from streamvid.core.conv_flow import ConvFlowNet
+from streamvid.core.euler import euler_solve
 from streamvid.core.model_config import WanModelConfig
+from streamvid.core.score_model import ScoreModel
+from streamvid.core.text.bag_of_words import BagOfWordsTextEncoder
 from streamvid.core.world import (
     PALETTE,
     SHAPES,
     PromptSpec,
     WorldConfig,
-    generate_prompt,
     render_batch,
     sample_attributes,
     score_details,
     vocabulary,
 )
+from streamvid.distill.flow_matching import (
+    EMA,
+    flow_distillation_loss,
+    flow_matching_loss,
+    frame_noise_levels,
+)
+from streamvid.distill.models import zero_init_wan
+from streamvid.distill.shapes_data import REVERSE, draw_batch, make_pool
 
 REPO = Path(__file__).resolve().parents[1]
-FLIP = {"left": "right", "right": "left", "up": "up", "down": "down"}
-REVERSE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 
 
-class BagOfWords:
-    """Fixed text encoder: a prompt -> one token ``[1, dim]``, the multi-hot vector of its vocabulary words, or
-    with ``per_word`` one one-hot token per vocabulary word ``[max_words, dim]`` (zero-padded, as Wan pads its
-    text context)."""
-
-    def __init__(self, dim: int, per_word: bool = False, max_words: int = 12) -> None:
-        self.per_word, self.max_words = per_word, max_words
-        self.index = {w: i for i, w in enumerate(vocabulary())}
-        if len(self.index) > dim:
-            raise ValueError(f"text_dim={dim} is smaller than the vocabulary ({len(self.index)} words)")
-        self.dim = dim
-
-    def __call__(self, prompts: list[str | None]) -> torch.Tensor:
-        """``B`` prompts (None: the null prompt, all zeros) -> ``[B, 1 or max_words, dim]``."""
-        out = torch.zeros(len(prompts), self.max_words if self.per_word else 1, self.dim)
-        for row, prompt in enumerate(prompts):
-            words = [w for w in (prompt or "").lower().replace(",", " , ").split() if w in self.index]
-            for position, word in enumerate(words[: self.max_words]):
-                out[row, position if self.per_word else 0, self.index[word]] = 1.0
-        return out
-
-
-def zero_init(model: CausalWanModel) -> None:
-    """Zero the output head and every block's residual-branch output projection (as DiT's adaLN-Zero):
-    each block starts as the identity and the first prediction is 0, which speeds up early training."""
-    for block in model.blocks:
-        for layer in (block.attn1.to_out[0], block.attn2.to_out[0], block.ffn.net[-1]):
-            torch.nn.init.zeros_(layer.weight)
-            torch.nn.init.zeros_(layer.bias)
-    torch.nn.init.zeros_(model.proj_out.weight)
-    torch.nn.init.zeros_(model.proj_out.bias)
-
-
-class FiLMResBlock(torch.nn.Module):
-    """GroupNorm -> per-frame FiLM from the condition -> SiLU -> 3x3x3 conv, twice, plus the input."""
-
-    def __init__(self, width: int, cond_dim: int) -> None:
-        super().__init__()
-        self.norm1, self.norm2 = torch.nn.GroupNorm(8, width), torch.nn.GroupNorm(8, width)
-        self.conv1 = torch.nn.Conv3d(width, width, 3, padding=1)
-        self.conv2 = torch.nn.Conv3d(width, width, 3, padding=1)
-        self.film = torch.nn.Linear(cond_dim, 2 * width)
-        torch.nn.init.zeros_(self.conv2.weight)
-        torch.nn.init.zeros_(self.conv2.bias)
-
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """``x`` ``[B, W, T, h, w]``, ``cond`` ``[B, T, cond_dim]`` -> ``[B, W, T, h, w]``."""
-        scale, shift = self.film(cond).permute(0, 2, 1)[..., None, None].chunk(2, dim=1)
-        h = self.conv1(F.silu(self.norm1(x) * (1 + scale) + shift))
-        return x + self.conv2(F.silu(self.norm2(h)))
-
-
-class ConvFlowNet(torch.nn.Module):
-    """A small 3-D convolutional U-Net flow model, the convolutional counterpart of the Wan probe.
-
-    Latents ``[B, C, T, h, w]`` -> 3x3x3 conv stem (width ``W``) -> FiLM res-block -> stride-(1, 2, 2) conv
-    (``2W``) -> two FiLM res-blocks -> transposed conv back to ``h x w`` + skip -> FiLM res-block -> conv to
-    ``C`` (zero-initialised). The condition is an MLP of the sinusoidal embedding of each frame's timestep and
-    the bag-of-words prompt. Convolutions are local and zero-padded, so unlike RoPE attention they see
-    absolute position (the frame border) and short-range motion from the first steps of training.
-    Same call signature as `CausalWanModel` for the parts the probe uses (full attention only).
-    """
-
-    def __init__(self, channels: int, text_dim: int, width: int = 32, cond_dim: int = 128) -> None:
-        super().__init__()
-        self.freq_dim = 64
-        self.cond = torch.nn.Sequential(
-            torch.nn.Linear(self.freq_dim + text_dim, cond_dim),
-            torch.nn.SiLU(),
-            torch.nn.Linear(cond_dim, cond_dim),
-        )
-        self.stem = torch.nn.Conv3d(channels, width, 3, padding=1)
-        self.enc = FiLMResBlock(width, cond_dim)
-        self.down = torch.nn.Conv3d(width, 2 * width, 3, stride=(1, 2, 2), padding=1)
-        self.mid = torch.nn.ModuleList([FiLMResBlock(2 * width, cond_dim) for _ in range(2)])
-        self.up = torch.nn.ConvTranspose3d(2 * width, width, (1, 2, 2), stride=(1, 2, 2))
-        self.dec = FiLMResBlock(width, cond_dim)
-        self.out_norm = torch.nn.GroupNorm(8, width)
-        self.out = torch.nn.Conv3d(width, channels, 3, padding=1)
-        torch.nn.init.zeros_(self.out.weight)
-        torch.nn.init.zeros_(self.out.bias)
-
-    def forward(self, x, timestep, encoder_hidden_states, block_causal=None, return_dict=False):
-        """``x`` ``[B, C, T, h, w]``, ``timestep`` ``[B]`` or ``[B, T]`` in [0, 1000], text ``[B, 1, text_dim]``
-        -> ``([B, C, T, h, w],)`` flow prediction."""
-        if block_causal is not None:
-            raise ValueError("the convolutional probe is bidirectional: run it without --causal")
-        batch, _, frames = x.shape[:3]
-        if timestep.ndim == 1:
-            timestep = timestep[:, None].expand(batch, frames)
-        half = self.freq_dim // 2
-        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=x.device) / half)
-        angles = timestep[..., None].float() * freqs  # [B, T, half]
-        text = encoder_hidden_states[:, :1].expand(batch, frames, -1)
-        cond = self.cond(torch.cat([angles.cos(), angles.sin(), text], dim=-1))  # [B, T, cond_dim]
-        skip = self.enc(self.stem(x), cond)
-        h = self.down(skip)
-        for block in self.mid:
-            h = block(h, cond)
-        h = self.dec(self.up(h) + skip, cond)
-        return (self.out(F.silu(self.out_norm(h))),)
-
-
-def add_absolute_positions(model: CausalWanModel) -> None:
+def add_absolute_positions(model: CausalWanModel, with_time: bool = False) -> None:
     """Diagnostic: a learned absolute spatial position embedding ``[1, D, 1, h, w]`` (zero-initialised) added
     to the patch embeddings, which stock Wan lacks (its RoPE is relative). Tests whether absolute position is
-    what keeps the transformer from learning where a direction's path starts."""
+    what keeps the transformer from learning where a direction's path starts. ``with_time`` adds a learned
+    per-frame embedding ``[1, D, T, 1, 1]`` too (the frame index within the clip: "early frames on the left"
+    for a rightward prompt needs it; the conv probe gets it from zero padding in time)."""
     dim, (_, ph, pw) = (
         model.config.num_attention_heads * model.config.attention_head_dim,
         model.config.patch_size,
     )
-    grid = (WorldConfig().height // 2 // ph, WorldConfig().width // 2 // pw)
+    world = WorldConfig()
+    grid = (world.height // 2 // ph, world.width // 2 // pw)
     model.patch_embedding.abs_pos = torch.nn.Parameter(torch.zeros(1, dim, 1, *grid))
-    model.patch_embedding.register_forward_hook(lambda module, _, out: out + module.abs_pos)
+    model.patch_embedding.abs_time = torch.nn.Parameter(torch.zeros(1, dim, world.num_frames, 1, 1))
+    model.patch_embedding.use_time = with_time
+
+    def add(module, _, out):
+        out = out + module.abs_pos
+        return out + module.abs_time[:, :, : out.shape[2]] if module.use_time else out
+
+    model.patch_embedding.register_forward_hook(add)
+
+
+def scale_qk_norms(model: CausalWanModel, gain: float) -> None:
+    """Recipe: initialise the self-attention query / key RMSNorm weights to ``sqrt(gain)``, so attention logits
+    start ``gain`` times larger. With qk-norm, logits are bounded by about ``sqrt(head_dim)`` (5.7 at 32) until
+    those weights grow, too flat to single out one neighbour among hundreds of keys, which motion needs."""
+    for block in model.blocks:
+        for norm in (block.attn1.norm_q, block.attn1.norm_k):
+            torch.nn.init.constant_(norm.weight, gain**0.5)
 
 
 def add_conv_stem(model: CausalWanModel, width: int = 64) -> None:
@@ -211,86 +134,23 @@ def add_text_adaln(model: CausalWanModel, text_dim: int) -> None:
     embedder.register_forward_hook(lambda module, _, out: out + module.text_adaln(module.prompt)[:, None])
 
 
-def make_pool(world: WorldConfig, size: int, codec: PixelCodec) -> tuple[torch.Tensor, list[PromptSpec]]:
-    """``size`` train items: latents ``[N, C, T, h, w]`` and their prompt specs."""
-    attrs = [sample_attributes(world, "train", i)[0] for i in range(size)]
-    videos = torch.cat([render_batch(attrs[i : i + 256], world) for i in range(0, size, 256)])
-    specs = [PromptSpec(a.colour, a.shape, a.directions) for a in attrs]
-    return codec.encode(videos).permute(0, 2, 1, 3, 4).contiguous(), specs
-
-
-def draw_batch(latents, specs, batch: int, rng: random.Random, codec: PixelCodec, p_uncond: float):
-    """A batch of pool items with random flips / time reversals and phrasings; None marks the null prompt."""
-    idx = [rng.randrange(len(specs)) for _ in range(batch)]
-    videos = codec.decode(latents[idx].permute(0, 2, 1, 3, 4))  # [B, T, 3, H, W]
-    prompts = []
-    for row, i in enumerate(idx):
-        dirs = specs[i].segments
-        if rng.random() < 0.5:  # horizontal flip: every shape is mirror-symmetric
-            videos[row] = videos[row].flip(-1)
-            dirs = tuple(FLIP[d] for d in dirs)
-        if rng.random() < 0.5:  # time reversal: start positions are uniform, so ends are too
-            videos[row] = videos[row].flip(0)
-            dirs = tuple(REVERSE[d] for d in reversed(dirs))
-        spec = PromptSpec(specs[i].colour, specs[i].shape, dirs)
-        prompts.append(None if rng.random() < p_uncond else generate_prompt(spec, rng.randrange(2**31)))
-    return codec.encode(videos).permute(0, 2, 1, 3, 4), prompts
-
-
-def sample_sigmas(n: int, shift: float) -> torch.Tensor:
-    """Logit-normal noise levels, shifted by ``shift`` (``s -> shift s / (1 + (shift - 1) s)``)."""
-    s = torch.sigmoid(torch.randn(n))
-    return shift * s / (1 + (shift - 1) * s)
-
-
-def train_sigmas(batch: int, frames: int, args) -> torch.Tensor:
-    """Per-frame noise levels ``[B, T]``: with probability ``args.p_chunk_noise`` a sample draws one level per
-    chunk of ``args.chunk`` frames (diffusion forcing: clean-ish chunks next to noisy ones teach "continue the
-    motion the prompt names"), otherwise one level for the whole clip."""
-    chunks = frames // args.chunk
-    per_chunk = sample_sigmas(batch * chunks, args.train_shift).view(batch, chunks)
-    per_clip = sample_sigmas(batch, args.train_shift)[:, None].expand(batch, chunks)
-    use_chunk = torch.rand(batch, 1) < args.p_chunk_noise
-    return torch.where(use_chunk, per_chunk, per_clip).repeat_interleave(args.chunk, dim=1)
-
-
-def flow(model, x, sigma, cond, null, cfg: float, mask) -> torch.Tensor:
-    """Guided flow prediction ``[B, C, T, h, w]`` at per-frame noise levels ``sigma`` ``[B, T]``."""
-    t = sigma * 1000
-    v = model(x, t, encoder_hidden_states=cond, block_causal=mask, return_dict=False)[0]
-    if cfg != 1.0:
-        v_null = model(x, t, encoder_hidden_states=null, block_causal=mask, return_dict=False)[0]
-        v = v_null + cfg * (v - v_null)
-    return v
-
-
-@torch.no_grad()
 def generate(model, text, prompts, shape, args, seed: int) -> torch.Tensor:
-    """Euler flow-matching ODE from noise (sigma 1 -> 0 on a grid shifted by ``args.shift``) with
-    classifier-free guidance ``args.cfg`` against the null prompt -> latents ``[B, C, T, h, w]``.
-
-    ``args.sampler == "joint"`` denoises all frames together; ``"chunked"`` denoises ``args.chunk`` frames at a
-    time given the clean frames generated so far (sigma 0), as a streaming student does.
-    """
+    """Latents ``[B, C, T, h, w]`` sampled by `euler_solve` (``args.steps`` Euler steps on a grid shifted by
+    ``args.shift``, CFG scale ``args.cfg`` against the null prompt); ``args.sampler == "chunked"`` denoises
+    ``args.chunk`` frames at a time on the clean frames generated so far, as a streaming student does."""
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(len(prompts), *shape, generator=gen)
-    s = torch.linspace(1.0, 0.0, args.steps + 1)
-    grid = args.shift * s / (1 + (args.shift - 1) * s)
-    cond, null = text(prompts), text([None] * len(prompts))
-    mask = BlockCausal(args.chunk) if args.causal else None
-    frames = shape[1]
-    spans = (
-        [(0, frames)]
-        if args.sampler == "joint"
-        else [(a, a + args.chunk) for a in range(0, frames, args.chunk)]
-    )
-    for start, stop in spans:
-        for i in range(args.steps):
-            sigma = torch.zeros(len(prompts), stop)
-            sigma[:, start:stop] = grid[i]
-            v = flow(model, x[:, :, :stop], sigma, cond, null, args.cfg, mask)
-            x[:, :, start:stop] += (grid[i + 1] - grid[i]) * v[:, :, start:stop]
-    return x
+    noise = torch.randn(len(prompts), *shape, generator=gen)
+    return euler_solve(
+        ScoreModel(model),
+        noise,
+        text(prompts),
+        text([""] * len(prompts)),
+        guidance=args.cfg - 1.0,  # c + g (c - u) with g = scale - 1
+        num_steps=args.steps,
+        shift=args.shift,
+        chunk_frames=args.chunk if args.sampler == "chunked" else None,
+        block_causal=BlockCausal(args.chunk) if args.causal else None,
+    ).x0
 
 
 @torch.no_grad()
@@ -384,6 +244,23 @@ def main() -> None:
     ap.add_argument("--wan-abs-pos", action="store_true", help="diagnostic: learned absolute positions")
     ap.add_argument("--wan-conv-stem", action="store_true", help="diagnostic: 3x3x3 conv before patchify")
     ap.add_argument("--wan-text-adaln", action="store_true", help="diagnostic: prompt into adaLN too")
+    ap.add_argument("--wan-abs-time", action="store_true", help="with --wan-abs-pos: learned frame index too")
+    ap.add_argument("--qk-gain", type=float, default=1.0, help="initial self-attention logit gain (qk norms)")
+    ap.add_argument(
+        "--eval-at",
+        default="",
+        help="comma-separated training minutes at which to checkpoint and evaluate (default: only at the end)",
+    )
+    ap.add_argument(
+        "--teacher",
+        default="",
+        help="flow distillation: regress the guided flow of this conv-run checkpoint (--ckpt of an --arch conv run) "
+        "instead of the data's eps - x0",
+    )
+    ap.add_argument("--teacher-width", type=int, default=48, help="--conv-width of the teacher run")
+    ap.add_argument("--teacher-cfg", type=float, default=2.0, help="CFG scale of the teacher's target flow")
+    ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: wall time only)")
+    ap.add_argument("--ckpt", default="", help="checkpoint file: written at each eval point, resumed if present")
     ap.add_argument(
         "--text-tokens", choices=("bag", "words"), default="bag", help="one bag token or a token per word"
     )
@@ -422,9 +299,11 @@ def main() -> None:
         ap.error(str(err))
     if args.arch == "wan":
         model = CausalWanModel(**mcfg.to_diffusers_kwargs())
-        zero_init(model)
+        zero_init_wan(model)
         if args.wan_abs_pos:
-            add_absolute_positions(model)
+            add_absolute_positions(model, with_time=args.wan_abs_time)
+        if args.qk_gain != 1.0:
+            scale_qk_norms(model, args.qk_gain)
         if args.wan_conv_stem:
             add_conv_stem(model)
         if args.wan_text_adaln:
@@ -435,9 +314,16 @@ def main() -> None:
         if args.causal:
             ap.error("--causal needs --arch wan (the conv probe is bidirectional)")
         model = ConvFlowNet(codec.latent_channels, mcfg.text_dim, width=args.conv_width)
-    ema = copy.deepcopy(model).requires_grad_(False) if args.ema > 0 else model
-    text = BagOfWords(mcfg.text_dim, per_word=args.text_tokens == "words")
+    ema = EMA(model, args.ema) if args.ema > 0 else None
+    sampled = ema.module if ema is not None else model  # what is evaluated: the EMA weights
+    text = BagOfWordsTextEncoder(vocabulary(), mcfg.text_dim, per_word=args.text_tokens == "words")
     params = sum(p.numel() for p in model.parameters())
+    teacher = None
+    if args.teacher:  # the EMA weights of a conv run
+        state = torch.load(args.teacher, weights_only=True)["ema"]
+        net = ConvFlowNet(codec.latent_channels, mcfg.text_dim, width=args.teacher_width)
+        net.load_state_dict({k.removeprefix("module."): v for k, v in state.items() if k.startswith("module.")})
+        teacher = ScoreModel(net.requires_grad_(False).eval())
 
     t0 = time.time()
     latents, specs = make_pool(world, args.pool, codec)
@@ -446,90 +332,144 @@ def main() -> None:
 
     mask = BlockCausal(args.chunk) if args.causal else None
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
-    losses, step, t0 = [], 0, time.time()
-    while time.time() - t0 < args.minutes * 60:
-        for group in opt.param_groups:
-            group["lr"] = args.lr * min(1.0, (step + 1) / args.warmup)
-        x0, prompts = draw_batch(latents, specs, args.batch, rng, codec, args.p_uncond)
-        sigma = train_sigmas(args.batch, x0.shape[2], args)  # [B, T]
-        noise = torch.randn_like(x0)
-        x_t = (1 - sigma[:, None, :, None, None]) * x0 + sigma[:, None, :, None, None] * noise
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-            v = model(
-                x_t, sigma * 1000, encoder_hidden_states=text(prompts), block_causal=mask, return_dict=False
-            )[0]
-        loss = F.mse_loss(v.float(), noise - x0)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        if args.ema > 0:
-            decay = min(args.ema, (1 + step) / (10 + step))
-            with torch.no_grad():
-                for pe, p in zip(ema.parameters(), model.parameters()):
-                    pe.lerp_(p, 1 - decay)
-        losses.append(loss.item())
-        step += 1
-        if step % 50 == 0:
-            recent = sum(losses[-50:]) / 50
-            print(f"step {step} loss {recent:.4f} ({time.time() - t0:.0f} s)", flush=True)
-    train_s = time.time() - t0
+    points = sorted(float(m) for m in args.eval_at.split(",") if m.strip()) or [args.minutes]
+    if points[-1] > args.minutes:
+        ap.error(f"--eval-at {points[-1]} is past --minutes {args.minutes}")
+    if points[-1] < args.minutes:
+        points.append(args.minutes)
+    losses, step, trained_s, checkpoints = [], 0, 0.0, []
+    if args.ckpt and Path(args.ckpt).exists():  # resume: weights, optimizer, EMA, RNG, progress
+        state = torch.load(args.ckpt, weights_only=True)
+        model.load_state_dict(state["model"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+        losses, step, trained_s, checkpoints = state["losses"], state["step"], state["trained_s"], state["points"]
+        rng.setstate(state["py_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        print(f"resumed {args.ckpt} at step {step} ({trained_s / 60:.1f} min trained)", flush=True)
+    done = {c["minutes_target"] for c in checkpoints}
 
-    t0 = time.time()
-    ema.eval()
-    results = {
-        split: evaluate(ema, text, codec, world, split, args.eval, args) for split in ("val", "heldout")
-    }
-    results["loss_increase_when_swapped"] = sensitivity(ema, text, codec, world, args)
-    eval_s = time.time() - t0
-    window = max(1, min(50, len(losses) // 10))
-    curve = [
-        {"step": i + window, "loss": round(sum(losses[i : i + window]) / window, 4)}
-        for i in range(0, len(losses) - window + 1, max(window, len(losses) // 20))
-    ]
-    report = {
-        "benchmark": "shapes_learnability",
-        "command": " ".join([".venv/bin/python", *sys.argv]),
-        "args": vars(args),
-        "world": {k: str(v) if isinstance(v, tuple) else v for k, v in vars(world).items()},
-        "model": {
-            "arch": args.arch,
-            **(mcfg.to_diffusers_kwargs() if args.arch == "wan" else {"conv_width": args.conv_width}),
-            "parameters": params,
-            "text_encoder": "one-hot token per word"
-            if args.text_tokens == "words"
-            else "multi-hot bag of words",
-        },
-        "chance": {
-            "colour": round(1 / len(PALETTE), 4),
-            "shape": round(1 / len(SHAPES), 4),
-            "direction": 0.25,
-        },
-        "training": {
-            "steps": step,
-            "samples_seen": step * args.batch,
-            "minutes": round(train_s / 60, 2),
-            "loss_first_50": round(sum(losses[:50]) / max(1, len(losses[:50])), 4),
-            "loss_last_50": round(sum(losses[-50:]) / max(1, len(losses[-50:])), 4),
-            "loss_curve": curve,
-        },
-        "results": results,
-        "wall_time_s": {"data": round(prep_s, 1), "train": round(train_s, 1), "eval": round(eval_s, 1)},
-        "machine": {
-            "cpus": os.cpu_count(),
-            "threads": args.threads,
-            "processor": platform.processor() or platform.machine(),
-            "loadavg_before": [round(x, 2) for x in load_before],
-            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-            "torch": torch.__version__,
-        },
-    }
+    def report() -> dict:
+        window = max(1, min(50, len(losses) // 10))
+        curve = [
+            {"step": i + window, "loss": round(sum(losses[i : i + window]) / window, 4)}
+            for i in range(0, len(losses) - window + 1, max(window, len(losses) // 20))
+        ]
+        return {
+            "benchmark": "shapes_learnability",
+            "command": " ".join([".venv/bin/python", *sys.argv]),
+            "args": vars(args),
+            "world": {k: str(v) if isinstance(v, tuple) else v for k, v in vars(world).items()},
+            "model": {
+                "arch": args.arch,
+                **(mcfg.to_diffusers_kwargs() if args.arch == "wan" else {"conv_width": args.conv_width}),
+                "parameters": params,
+                "text_encoder": "one-hot token per word"
+                if args.text_tokens == "words"
+                else "multi-hot bag of words",
+            },
+            "chance": {
+                "colour": round(1 / len(PALETTE), 4),
+                "shape": round(1 / len(SHAPES), 4),
+                "direction": 0.25,
+            },
+            "training": {
+                "steps": step,
+                "samples_seen": step * args.batch,
+                "minutes": round(trained_s / 60, 2),
+                "loss_first_50": round(sum(losses[:50]) / max(1, len(losses[:50])), 4),
+                "loss_last_50": round(sum(losses[-50:]) / max(1, len(losses[-50:])), 4),
+                "loss_curve": curve,
+            },
+            "checkpoints": checkpoints,
+            "results": checkpoints[-1]["results"] if checkpoints else {},
+            "wall_time_s": {"data": round(prep_s, 1), "train": round(trained_s, 1)},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "threads": args.threads,
+                "processor": platform.processor() or platform.machine(),
+                "loadavg_before": [round(x, 2) for x in load_before],
+                "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+                "torch": torch.__version__,
+            },
+        }
+
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    for split, r in results.items():
-        print(split, {k: v for k, v in r.items() if k != "examples"} if "examples" in r else r)
-    print(f"train {train_s / 60:.1f} min, {step} steps; wrote {out}")
+    for target in points:
+        if target in done:
+            continue
+        t0 = time.time() - trained_s
+        while time.time() - t0 < target * 60 and not (args.max_steps and step >= args.max_steps):
+            for group in opt.param_groups:
+                group["lr"] = args.lr * min(1.0, (step + 1) / args.warmup)
+            x0, prompts = draw_batch(latents, specs, args.batch, rng, codec, args.p_uncond)
+            sigma = frame_noise_levels(args.batch, x0.shape[2], args.chunk, args.train_shift, args.p_chunk_noise)
+            noise = torch.randn_like(x0)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+                if teacher is None:
+                    loss = flow_matching_loss(ScoreModel(model), x0, text(prompts), sigma, noise, block_causal=mask)
+                else:
+                    null = text([""] * len(prompts))
+                    loss = flow_distillation_loss(
+                        ScoreModel(model), teacher, x0, text(prompts), null, sigma, noise, args.teacher_cfg - 1.0,
+                        block_causal=mask,
+                    )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            if ema is not None:
+                ema.update(model)
+            losses.append(loss.item())
+            step += 1
+            if step % 50 == 0:
+                recent = sum(losses[-50:]) / 50
+                print(f"step {step} loss {recent:.4f} ({time.time() - t0:.0f} s)", flush=True)
+        trained_s = time.time() - t0
+        t_eval = time.time()
+        sampled.eval()
+        results = {
+            split: evaluate(sampled, text, codec, world, split, args.eval, args) for split in ("val", "heldout")
+        }
+        results["loss_increase_when_swapped"] = sensitivity(sampled, text, codec, world, args)
+        checkpoints.append(
+            {
+                "minutes_target": target,
+                "minutes": round(trained_s / 60, 2),
+                "steps": step,
+                "eval_s": round(time.time() - t_eval, 1),
+                "results": results,
+            }
+        )
+        if args.ckpt:  # atomically: a kill mid-write keeps the previous checkpoint
+            tmp = Path(args.ckpt).with_suffix(".tmp")
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "ema": ema.state_dict() if ema is not None else {},
+                    "opt": opt.state_dict(),
+                    "losses": losses,
+                    "step": step,
+                    "trained_s": trained_s,
+                    "points": checkpoints,
+                    "py_rng": rng.getstate(),
+                    "torch_rng": torch.get_rng_state(),
+                },
+                tmp,
+            )
+            os.replace(tmp, args.ckpt)
+        out.write_text(json.dumps(report(), indent=2))
+        summary = {
+            s: {k: results[s][k] for k in ("colour_accuracy", "shape_accuracy", "direction_accuracy", "mean_motion")}
+            for s in ("val", "heldout")
+        }
+        gap = results["loss_increase_when_swapped"]["sigma_0.8"]["direction"]
+        print(f"[{trained_s / 60:.1f} min, step {step}] {summary} direction-swap gap {gap}", flush=True)
+        if args.max_steps and step >= args.max_steps:
+            break
+    print(f"train {trained_s / 60:.1f} min, {step} steps; wrote {out}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Every shipped YAML under configs/ and experiments/ composes and validates against its schema.
 
-To register a folder, add one line to `SCHEMAS` (the longest matching folder wins). A YAML in a folder without
+To register a folder (or one file, where a folder holds several kinds of config), add one line to `SCHEMAS`
+(the longest matching entry wins). A YAML in a folder without
 an entry fails, so no config ships unchecked. Map a folder to `None` for YAML that is not a streamvid config
 (it is then only parsed).
 """
@@ -16,6 +17,7 @@ from streamvid.core.cli.generate import GenerateConfig
 from streamvid.core.config import load_config
 from streamvid.core.model_config import WanModelConfig
 from streamvid.core.sampler_config import SamplerConfig
+from streamvid.distill.stage_config import OdePairsStageConfig, StudentStageConfig, TeacherStageConfig
 from streamvid.eval.runner_config import EvalConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,6 +28,9 @@ SCHEMAS: dict[str, type | None] = {
     "configs/sampler": SamplerConfig,
     "configs/generate": GenerateConfig,
     "configs/eval": EvalConfig,
+    "configs/train/shapes_teacher.yaml": TeacherStageConfig,
+    "configs/train/shapes_ode_pairs.yaml": OdePairsStageConfig,
+    "configs/train/shapes_student.yaml": StudentStageConfig,
 }
 
 
@@ -34,8 +39,8 @@ def shipped_yaml_files() -> list[Path]:
 
 
 def folder_entry(rel: str) -> str | None:
-    """The longest `SCHEMAS` folder containing the repository-relative path `rel`."""
-    matches = [folder for folder in SCHEMAS if rel.startswith(folder.rstrip("/") + "/")]
+    """The longest `SCHEMAS` entry that is the repository-relative path `rel` or a folder containing it."""
+    matches = [folder for folder in SCHEMAS if rel == folder or rel.startswith(folder.rstrip("/") + "/")]
     return max(matches, key=len, default=None)
 
 

@@ -139,3 +139,51 @@ def test_gradient_reaches_current_chunk_only(tiny_causal_wan):
     assert chunk.grad is not None and chunk.grad.abs().sum() > 0
     params = [p for p in tiny_causal_wan.parameters() if p.grad is not None]
     assert params, "parameters receive gradient through the exit-step forward"
+
+
+# ---------------------------------------------------------------- optional small-model inputs
+
+
+def _with_options(tiny_wan_kwargs, frames: int = 12) -> CausalWanModel:
+    """A model with text_adaln and learned_positions, their zero-initialised weights moved off zero."""
+    torch.manual_seed(0)
+    model = CausalWanModel(**tiny_wan_kwargs, text_adaln=True, learned_positions=(frames, H // 2, W // 2)).eval()
+    with torch.no_grad():
+        for p in (model.text_adaln_proj.weight, model.pos_frame, model.pos_height, model.pos_width):
+            p.normal_(0, 0.5)
+    return model
+
+
+def test_options_start_as_the_plain_model(tiny_wan_kwargs, tiny_causal_wan):
+    """Zero-initialised, the extra inputs change nothing: same outputs as the stock-shaped model."""
+    torch.manual_seed(0)
+    model = CausalWanModel(**tiny_wan_kwargs, text_adaln=True, learned_positions=(6, H // 2, W // 2)).eval()
+    missing = model.load_state_dict(tiny_causal_wan.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == ["pos_frame", "pos_height", "pos_width", "text_adaln_proj.bias", "text_adaln_proj.weight"]
+    x, text = _inputs(6)
+    t = torch.rand(B, 6) * 1000
+    with torch.no_grad():
+        assert torch.equal(model(x, t, text).sample, tiny_causal_wan(x, t, text).sample)
+
+
+def test_options_reach_the_output_and_stream_like_block_causal(tiny_wan_kwargs):
+    model = _with_options(tiny_wan_kwargs)
+    frames = 12
+    x, text = _inputs(frames, seed=2)
+    t = torch.rand(B, frames) * 1000
+    with torch.no_grad():
+        mask = BlockCausal(2, window_frames=6)
+        ref = model(x, t, text, block_causal=mask).sample
+        out, _ = _stream(model, x, t, text, CacheLayout(chunk_frames=2, window_frames=6))
+        model.text_adaln_proj.weight.zero_()
+        without_film = model(x, t, text, block_causal=mask).sample
+    assert (out - ref).abs().max() <= 1e-5  # learned frame positions follow the cache's positions
+    assert (without_film - ref).abs().max() > 1e-3  # the prompt modulates the blocks
+
+
+def test_learned_frame_positions_saturate_past_the_table(tiny_wan_kwargs):
+    model = _with_options(tiny_wan_kwargs, frames=4)
+    table = model._learned_positions(torch.arange(6), 1, 1)
+    assert torch.equal(table[4], table[3]) and torch.equal(table[5], table[3])
+    with pytest.raises(ValueError, match="cover 4x4 tokens"):
+        model._learned_positions(torch.arange(2), 5, 4)

@@ -202,3 +202,18 @@ def test_search_pattern_append_then_fork_costs_history_plus_k_chunks():
     children[5].commit()  # the surviving beam materialises its own history
     assert children[5].window_frame_indices == [8, 9, 10, 11] and children[5]._storage is not parent._storage
     assert _frame_values(children[5], children[5]._window) == [8.0, 8.0, 105.0, 105.0]
+
+
+def test_layout_is_its_own_config_schema():
+    """`CacheLayout` is the `cache:` section of the sampler configs: a policy member is stored as its YAML value,
+    and bad choices are one-line config errors."""
+    from streamvid.core.config import ConfigError
+
+    layout = CacheLayout(eviction=EvictionPolicy.EMA_SINK)
+    assert layout.eviction == "ema_sink" and type(layout.eviction) is str
+    assert layout.policy is EvictionPolicy.EMA_SINK
+    assert CacheLayout().chunk_frames == 3 and CacheLayout().policy is EvictionPolicy.DROP
+    with pytest.raises(ConfigError, match="'eviction' must be one of 'drop', 'ema_sink', 'append_sink'"):
+        CacheLayout(eviction="keep_everything")
+    with pytest.raises(ConfigError, match="'ema_target'"):
+        CacheLayout(ema_target="middle")

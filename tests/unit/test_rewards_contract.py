@@ -29,6 +29,8 @@ from streamvid.core.rewards import (
     saliency,
 )
 from streamvid.core.rewards import registry as registry_module
+from streamvid.core.world.corrupt import CORRUPTION_AXES
+from streamvid.core.world.degenerate import DEGENERATE_AXES
 
 TINY_BUILDERS: dict[str, Callable[[Path], RewardModel]] = {
     "videoalign": tiny_videoalign,
@@ -190,3 +192,69 @@ def test_importing_the_interface_does_not_import_adapters():
             "print('transformers' in sys.modules, 'streamvid.core.rewards.videoalign' in sys.modules)")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+# ---------------------------------------------------------------- ranking on the shapes world
+
+SHAPES_WORLD_REWARDS: dict[str, Callable[[], RewardModel]] = {
+    "shapes_analytic": lambda: build_reward("shapes_analytic"),
+    "shapes_learned": lambda: build_reward("shapes_learned"),  # the shipped checkpoint
+}
+"""Rewards with a shapes-world meaning, built as shipped: they must rank degenerate and corrupted videos below
+clean ones. Rewards with no shapes-world meaning (VideoAlign, CLIP, untrained tiny instances) keep the
+structural contract above only."""
+RANKING_CLIPS = 16
+
+
+@pytest.fixture(scope="module")
+def shapes_world_clips():
+    from streamvid.core.world import WorldConfig, render_corrupted, sample_attributes
+    from streamvid.core.world.degenerate import degenerate_examples
+
+    clean, prompts, kinds = degenerate_examples("val", RANKING_CLIPS)
+    cfg = WorldConfig()
+    attrs = [sample_attributes(cfg, "val", i)[0] for i in range(RANKING_CLIPS)]
+    for kind in CORRUPTION_AXES:
+        kinds[f"mild_{kind}"] = torch.stack([render_corrupted(a, kind, cfg, seed=i) for i, a in enumerate(attrs)])
+    return clean, prompts, kinds
+
+
+@pytest.fixture(scope="module", params=sorted(SHAPES_WORLD_REWARDS))
+def shapes_world_scores(request, shapes_world_clips):
+    """``(reward, {kind or 'clean': RewardOutput})`` of one shipped shapes-world reward on every clip set."""
+    reward = SHAPES_WORLD_REWARDS[request.param]()
+    clean, prompts, kinds = shapes_world_clips
+    with torch.no_grad():
+        return reward, {"clean": reward(clean, prompts)} | {k: reward(v, prompts) for k, v in kinds.items()}
+
+
+def test_every_shapes_reward_is_ranked_on_the_shapes_world():
+    missing = [n for n in registered_rewards() if n.startswith("shapes_") and n not in SHAPES_WORLD_REWARDS]
+    assert not missing, f"add {missing} to SHAPES_WORLD_REWARDS in {__file__}"
+
+
+def _ranked_below(reward, scores, kind: str, axes) -> list[str]:
+    """Names of the checks where some clip of ``kind`` does not score strictly below its clean clip."""
+    clean, bad = scores["clean"], scores[kind]
+    failures = [] if (bad.score < clean.score).all() else [f"score ({bad.score.tolist()} vs {clean.score.tolist()})"]
+    for axis in axes:
+        if axis in reward.axes and not (bad.axes[axis] < clean.axes[axis]).all():
+            failures.append(f"{axis} ({bad.axes[axis].tolist()} vs {clean.axes[axis].tolist()})")
+    return failures
+
+
+@pytest.mark.parametrize("kind", sorted(DEGENERATE_AXES))
+def test_degenerate_videos_score_below_clean(shapes_world_scores, kind):
+    """Each degenerate video (blank, constant, noise, static, ...) scores below the clean video it came from,
+    on ``score`` and on every axis its kind lowers (`DEGENERATE_AXES`), for every one of 16 val clips."""
+    reward, scores = shapes_world_scores
+    failures = _ranked_below(reward, scores, kind, DEGENERATE_AXES[kind])
+    assert not failures, f"{type(reward).__name__} ranks '{kind}' at or above clean on: {failures}"
+
+
+@pytest.mark.parametrize("kind", sorted(CORRUPTION_AXES))
+def test_mild_corruptions_score_below_clean_on_their_axis(shapes_world_scores, kind):
+    reward, scores = shapes_world_scores
+    axis = CORRUPTION_AXES[kind]
+    clean, bad = scores["clean"].axes[axis], scores[f"mild_{kind}"].axes[axis]
+    assert (bad < clean).all(), f"{type(reward).__name__} {axis}: {bad.tolist()} vs clean {clean.tolist()}"

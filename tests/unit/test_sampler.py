@@ -158,3 +158,25 @@ def test_stream_past_rope_table_with_window(tiny_causal_wan):
     assert torch.isfinite(chunk.latents).all()
     assert len(sizes) <= 2  # allocation happens once; after that memory is flat
     assert max(session.cache.window_frame_indices) == 1039 and session.cache.sink_frame_indices == [0, 1, 2, 3]
+
+
+def test_sampler_config_is_declared_once(tmp_path, tiny_causal_wan):
+    """`SamplerConfig` derives from `SamplerSettings` and holds the `CacheLayout` itself; the YAML keys stay flat."""
+    import dataclasses
+
+    from streamvid.core.config import load_config, save_resolved_config
+    from streamvid.core.sampler_config import SamplerConfig
+
+    settings_fields = {f.name for f in dataclasses.fields(SamplerSettings)}
+    own_fields = {f.name for f in dataclasses.fields(SamplerConfig)} - settings_fields
+    assert settings_fields == {"context_noise", "recache_on_switch"}
+    assert own_fields == {"denoising_steps", "shift", "warp", "cache"}
+    assert not {f.name for f in dataclasses.fields(CacheLayout)} & (settings_fields | own_fields)
+
+    (tmp_path / "s.yaml").write_text("context_noise: 50.0\ncache:\n  chunk_frames: 2\n  window_frames: 4\n")
+    cfg = load_config(tmp_path / "s.yaml", ["cache.eviction=ema_sink"], schema=SamplerConfig)
+    assert cfg.cache == CacheLayout(2, window_frames=4, eviction="ema_sink")
+    assert load_config(save_resolved_config(cfg, tmp_path / "out"), schema=SamplerConfig) == cfg
+    sampler = StreamingSampler.from_config(tiny_causal_wan, cfg)
+    assert sampler.layout is cfg.cache and sampler.settings is cfg and sampler.settings.context_noise == 50.0
+    assert torch.equal(sampler.schedule.timesteps, FewStepSchedule.from_steps().timesteps)

@@ -9,7 +9,15 @@ bidirectional teacher and critic are the stock class. Only `forward` is replaced
 * three attention modes: full (bidirectional; equals the stock model), block-causal (training: a query in
   chunk c sees chunks <= c, optionally only a sink and a window), and streaming (reads and writes a
   `KVCache`; keys are cached un-roped and roped at read time at the positions the cache reports);
-* cross-attention K/V for the prompt computed once (`encode_text`) and reused by every call.
+* cross-attention K/V for the prompt computed once (`encode_text`) and reused by every call;
+* two optional inputs for small models trained from scratch, both off by default (a real Wan2.1 checkpoint
+  has neither, loads unchanged and runs exactly as the stock model):
+  - ``text_adaln``: the mean text-encoder state, through a zero-initialised linear layer, is added to every
+    frame's time embedding, so the prompt also modulates every block's adaLN shift / scale / gate (FiLM, as
+    the shapes-world conv teacher is conditioned), besides the stock additive cross-attention;
+  - ``learned_positions = (frames, height, width)``: zero-initialised learned absolute position tables per
+    axis (in tokens), added to the patch embeddings (Wan's RoPE is relative only). Frames past ``frames``
+    (long streams) reuse the last frame's entry.
 
 Attention goes through `diffusers.models.attention_dispatch.dispatch_attention_fn`, so the backend chosen
 with `model.set_attention_backend(...)` (SDPA on CPU, flash / flex on GPU) applies.
@@ -20,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from diffusers.configuration_utils import register_to_config
 from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from diffusers.models.transformers.transformer_wan import (
@@ -74,6 +83,8 @@ class TextContext:
 
     keys: list[torch.Tensor]
     values: list[torch.Tensor]
+    adaln: torch.Tensor | None = None
+    """`[B_text, D]`: the prompt's addition to the time embedding (models with `text_adaln`), else None."""
 
     @property
     def batch_size(self) -> int:
@@ -89,12 +100,68 @@ def _backend(attn: WanAttention):
 
 
 class CausalWanModel(WanTransformer3DModel):
-    """Wan2.1 transformer with per-frame timesteps, block-causal masks and a streaming KV cache."""
+    """Wan2.1 transformer with per-frame timesteps, block-causal masks and a streaming KV cache.
 
-    @torch.no_grad()
-    def encode_text(self, encoder_hidden_states: torch.Tensor) -> TextContext:
-        """Project text-encoder states `[B, L, text_dim]` to per-layer cross-attention K/V, once per prompt."""
-        return self._text_context(encoder_hidden_states)
+    Takes every `WanTransformer3DModel` argument, plus ``text_adaln`` and ``learned_positions`` (see the module
+    docstring; both off by default and recorded in the diffusers config, so `save_pretrained` /
+    `from_pretrained` round-trip them).
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        patch_size: tuple[int, ...] = (1, 2, 2),
+        num_attention_heads: int = 40,
+        attention_head_dim: int = 128,
+        in_channels: int = 16,
+        out_channels: int = 16,
+        text_dim: int = 4096,
+        freq_dim: int = 256,
+        ffn_dim: int = 13824,
+        num_layers: int = 40,
+        cross_attn_norm: bool = True,
+        qk_norm: str | None = "rms_norm_across_heads",
+        eps: float = 1e-06,
+        image_dim: int | None = None,
+        added_kv_proj_dim: int | None = None,
+        rope_max_seq_len: int = 1024,
+        pos_embed_seq_len: int | None = None,
+        text_adaln: bool = False,
+        learned_positions: tuple[int, int, int] | None = None,
+    ):
+        super().__init__(
+            patch_size, num_attention_heads, attention_head_dim, in_channels, out_channels, text_dim, freq_dim,
+            ffn_dim, num_layers, cross_attn_norm, qk_norm, eps, image_dim, added_kv_proj_dim, rope_max_seq_len,
+            pos_embed_seq_len,
+        )  # fmt: skip
+        dim = self.config.num_attention_heads * self.config.attention_head_dim
+        if text_adaln:
+            self.text_adaln_proj = torch.nn.Linear(self.config.text_dim, dim)
+            torch.nn.init.zeros_(self.text_adaln_proj.weight)
+            torch.nn.init.zeros_(self.text_adaln_proj.bias)
+        if learned_positions is not None:
+            if len(learned_positions) != 3 or min(learned_positions) < 1:
+                raise ValueError(f"learned_positions must be 3 positive sizes (frames, h, w), got {learned_positions}")
+            self.pos_frame, self.pos_height, self.pos_width = (
+                torch.nn.Parameter(torch.zeros(n, dim)) for n in learned_positions
+            )
+
+    def encode_text(self, encoder_hidden_states: torch.Tensor, *, grad: bool | None = None) -> TextContext:
+        """Project text-encoder states `[B, L, text_dim]` to per-layer cross-attention K/V, once per prompt.
+
+        Args:
+            encoder_hidden_states: `[B, L, text_dim]` text-encoder output.
+            grad: None (default) follows torch's grad mode like any module call, so a training rollout that
+                encodes its prompt with gradients enabled trains the text projections (`text_embedder`,
+                `attn2.to_k / to_v / norm_k`) through every forward that uses the context; False never records
+                a graph (a prompt encoded once for inference); True records it even under `torch.no_grad()`.
+        Returns:
+            `TextContext` with per-layer keys and values `[B, L, heads, head_dim]`.
+        """
+        if grad is None:
+            return self._text_context(encoder_hidden_states)
+        with torch.set_grad_enabled(grad):
+            return self._text_context(encoder_hidden_states)
 
     def _text_context(self, encoder_hidden_states: torch.Tensor) -> TextContext:
         if self.config.image_dim is not None or self.config.added_kv_proj_dim is not None:
@@ -112,7 +179,8 @@ class CausalWanModel(WanTransformer3DModel):
                 k, v = attn.to_k(text), attn.to_v(text)
             keys.append(_heads(attn.norm_k(k), attn))
             values.append(_heads(v, attn))
-        return TextContext(keys, values)
+        adaln = self.text_adaln_proj(encoder_hidden_states.mean(1)) if self.config.text_adaln else None
+        return TextContext(keys, values, adaln)
 
     def forward(
         self,
@@ -166,6 +234,8 @@ class CausalWanModel(WanTransformer3DModel):
         rope_q = rotary_tables(self.rope, q_pos, post_h, post_w)
 
         x = self.patch_embedding(hidden_states).flatten(2).transpose(1, 2).contiguous()  # [B, F*T, D]
+        if self.config.learned_positions is not None:
+            x = x + self._learned_positions(q_pos, post_h, post_w).to(x.dtype)
 
         # Per-frame time embedding: [B, F, D] and modulation [B, F, 6, D].
         if timestep.ndim == 1:
@@ -178,6 +248,8 @@ class CausalWanModel(WanTransformer3DModel):
         if t_freq.dtype != t_dtype and t_dtype != torch.int8:
             t_freq = t_freq.to(t_dtype)
         temb = ce.time_embedder(t_freq).type_as(x)  # [B, F, D]
+        if text_context.adaln is not None:  # text_adaln: the prompt modulates every block too
+            temb = temb + text_context.adaln.to(temb.dtype)[:, None]
         modulation = ce.time_proj(ce.act_fn(temb)).unflatten(2, (6, -1))  # [B, F, 6, D]
 
         mask = None
@@ -204,6 +276,15 @@ class CausalWanModel(WanTransformer3DModel):
         x = x.reshape(batch, post_f, post_h, post_w, p_t, p_h, p_w, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
         output = x.flatten(6, 7).flatten(4, 5).flatten(2, 3)
         return Transformer2DModelOutput(sample=output) if return_dict else (output,)
+
+    def _learned_positions(self, frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """`[F * h * w, D]` sum of the frame / row / column tables (frames past the table reuse its last row)."""
+        n_f, n_h, n_w = self.config.learned_positions
+        if height > n_h or width > n_w:
+            raise ValueError(f"learned_positions cover {n_h}x{n_w} tokens per frame, the input has {height}x{width}")
+        f = self.pos_frame[frames.clamp(max=n_f - 1).to(self.pos_frame.device)]
+        pos = f[:, None, None] + self.pos_height[:height, None] + self.pos_width[None, :width]
+        return pos.flatten(0, 2)
 
     def _block_forward(
         self,

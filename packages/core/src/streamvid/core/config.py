@@ -225,7 +225,11 @@ def _merge(cfg: DictConfig, data: dict, source: str, prefix: str) -> None:
             if node._is_none() or node._is_missing():
                 ref_type = node._metadata.ref_type
                 if dataclasses.is_dataclass(ref_type):
-                    _assign(cfg, key, OmegaConf.structured(ref_type), full_key, source)
+                    # Set, not merge: merging builds the node from the type, read-only where a nested
+                    # dataclass is frozen (e.g. `SamplerConfig`), and then cannot write its defaults.
+                    default = OmegaConf.structured(ref_type)
+                    _make_writable(default)
+                    cfg[key] = default
                 else:
                     _assign(cfg, key, {}, full_key, source)
                 node = cfg._get_node(key)

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import torch
 
 from streamvid.core.causal_wan import CausalWanModel, TextContext
-from streamvid.core.checkpoints import load_checkpoint
+from streamvid.core.checkpoints import CheckpointFormatError, CheckpointMismatchError, load_checkpoint
 from streamvid.core.codecs import PixelCodec, VideoCodec
 from streamvid.core.config import ConfigError
 from streamvid.core.generator_config import DTYPES, CodecConfig, GeneratorConfig, TextEncoderConfig
@@ -102,6 +102,11 @@ def build_text_encoder(cfg: TextEncoderConfig, embed_dim: int, vocabulary: list[
         from streamvid.core.text.umt5 import UMT5TextEncoder
 
         return UMT5TextEncoder.from_pretrained(cfg.path, max_length=cfg.max_length)
+    if cfg.kind == "shapes_bag":
+        from streamvid.core.text.bag_of_words import BagOfWordsTextEncoder
+        from streamvid.core.world import vocabulary as shapes_vocabulary
+
+        return BagOfWordsTextEncoder(shapes_vocabulary(), embed_dim=embed_dim)
     if cfg.path is not None:
         return LearnedTextEncoder.load(cfg.path)
     return LearnedTextEncoder(vocabulary, embed_dim=embed_dim, max_length=cfg.max_length).eval()
@@ -126,13 +131,38 @@ def build_generator(cfg: GeneratorConfig, vocabulary: list[str] | None = None) -
         raise ConfigError(f"text encoder width {text_encoder.embed_dim} != model.text_dim {cfg.model.text_dim}")
     model = CausalWanModel(**cfg.model.to_diffusers_kwargs())
     if cfg.checkpoint is not None:
-        load_checkpoint(cfg.checkpoint, model, use_ema=cfg.use_ema)
+        load_generator_checkpoint(cfg, model)
     device = resolve_device(cfg.device)
     model = cast_keeping_fp32_modules(model.to(device), DTYPES[cfg.dtype]).eval().requires_grad_(False)
     if isinstance(text_encoder, torch.nn.Module):
         text_encoder = text_encoder.to(device)
-    sampler = StreamingSampler(model, cfg.sampler.schedule(), cfg.sampler.cache.to_layout(), cfg.sampler.settings())
+    # `cfg.sampler` is a `SamplerSettings` and `cfg.sampler.cache` the `CacheLayout` itself (sampler_config.py).
+    sampler = StreamingSampler(model, cfg.sampler.schedule(), cfg.sampler.cache, cfg.sampler)
     return VideoGenerator(model, codec, text_encoder, sampler, cfg.height, cfg.width)
+
+
+def load_generator_checkpoint(cfg: GeneratorConfig, model: CausalWanModel) -> None:
+    """Load `cfg.checkpoint` into `model`; errors name the setting (`generator.checkpoint`) and keep their type."""
+    try:
+        load_checkpoint(cfg.checkpoint, model, use_ema=cfg.use_ema)
+    except CheckpointMismatchError as err:
+        raise CheckpointMismatchError(
+            f"generator.checkpoint {cfg.checkpoint} does not fit generator.model (set model.* to the checkpoint's "
+            f"architecture): {err}"
+        ) from None
+    except (FileNotFoundError, CheckpointFormatError) as err:
+        raise type(err)(f"generator.checkpoint: {err}") from None
+
+
+def random_parts(cfg: GeneratorConfig) -> list[str]:
+    """The parts `build_generator` initialises randomly: "model" (no checkpoint), "text encoder" (learned, no path).
+
+    A smoke run has both; a trained checkpoint with a random text encoder cannot follow its prompts.
+    """
+    parts = ["model"] if cfg.checkpoint is None else []
+    if cfg.text_encoder.kind == "learned" and cfg.text_encoder.path is None:
+        parts.append("text encoder")
+    return parts
 
 
 def prompt_vocabulary(prompts: list[str]) -> list[str]:
@@ -149,6 +179,8 @@ __all__ = [
     "build_generator",
     "build_text_encoder",
     "cast_keeping_fp32_modules",
+    "load_generator_checkpoint",
     "prompt_vocabulary",
+    "random_parts",
     "resolve_device",
 ]

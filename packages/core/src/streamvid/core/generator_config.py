@@ -36,14 +36,16 @@ class TextEncoderConfig:
     """Prompt -> text states for cross-attention."""
 
     kind: str = "learned"
-    """learned (small word-level encoder) | umt5 (transformers UMT5 encoder from `path`)."""
+    """learned (small word-level encoder) | umt5 (transformers UMT5 encoder from `path`) | shapes_bag (the
+    weight-free multi-hot bag of the shapes-world vocabulary, `BagOfWordsTextEncoder`, that the shapes-world
+    teacher and student are trained with)."""
     path: str | None = None
     """Local directory with the weights; for `learned`, null builds a randomly initialised encoder (smoke runs)."""
     max_length: int = 32
     """Tokens per prompt (Wan's umT5: 512)."""
 
     def __post_init__(self) -> None:
-        check_choice("text_encoder.kind", self.kind, ("learned", "umt5"))
+        check_choice("text_encoder.kind", self.kind, ("learned", "umt5", "shapes_bag"))
 
 
 @dataclass

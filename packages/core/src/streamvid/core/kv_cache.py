@@ -36,6 +36,8 @@ from enum import Enum
 
 import torch
 
+from streamvid.core.config import ConfigError, check_choice
+
 
 class EvictionPolicy(str, Enum):
     """What happens to a chunk that leaves the rolling window."""
@@ -60,42 +62,50 @@ EvictionRouter = Callable[[EvictedChunk], EvictionPolicy]
 class CacheLayout:
     """Geometry and policies of a `KVCache`, in latent frames.
 
-    Attributes:
-        chunk_frames: latent frames generated per chunk (3 for Self-Forcing chunk-wise).
-        sink_frames: leading frames pinned as attention sink (0 = no sink; LongLive / Reward Forcing: 3).
-        window_frames: most recent frames attended besides the sink, the current chunk included
-            (None = unbounded history, Self-Forcing's global attention). LongLive: sink 3 + window 9 = 12.
-        max_sink_frames: cap of the sink when `append_sink` grows it (defaults to `sink_frames`).
-        eviction: policy used when no router is given.
-        ema_alpha: sink weight of the EMA merge (0.999 in Reward Forcing and Stream-T1).
-        ema_target: merge into the `newest` sink chunk (Stream-T1) or the `oldest` (Reward Forcing).
-        rope_positions: `absolute` (each frame at its index) or `relative` (re-based positions, no drift of
-            relative distances over unbounded streams).
+    This one dataclass is both the runtime layout and the config schema of the `cache:` section of
+    `configs/sampler/*.yaml` (`SamplerConfig.cache`), so every field is declared once, here.
     """
 
-    chunk_frames: int
+    chunk_frames: int = 3
+    """Latent frames generated per chunk (Self-Forcing chunk-wise: 3)."""
     sink_frames: int = 0
+    """Leading frames pinned as attention sink (0 = no sink; LongLive / Reward Forcing: 3)."""
     window_frames: int | None = None
+    """Recent frames attended besides the sink, current chunk included; null = all history (Self-Forcing's
+    global attention; an unbounded stream needs a window). LongLive: sink 3 + window 9 = 12 attended."""
     max_sink_frames: int | None = None
-    eviction: EvictionPolicy = EvictionPolicy.DROP
+    """Cap on the sink when `append_sink` grows it (Stream-T1: 15); null = `sink_frames`."""
+    eviction: str = EvictionPolicy.DROP.value
+    """Policy for chunks leaving the window when no router is given: drop | ema_sink | append_sink."""
     ema_alpha: float = 0.999
+    """Sink weight of the EMA merge, sink <- a*sink + (1-a)*evicted (0.999 in Reward Forcing and Stream-T1)."""
     ema_target: str = "newest"
+    """Sink chunk the EMA merge updates: newest (Stream-T1) | oldest (Reward Forcing)."""
     rope_positions: str = "absolute"
+    """absolute (each frame at its index) | relative (re-based on the cache: sink at 0.., window right after;
+    no drift of relative distances over unbounded streams)."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "eviction", EvictionPolicy(self.eviction))
+        # An `EvictionPolicy` member is accepted and stored as its plain value, so that the layout writes back
+        # to YAML as `drop` / `ema_sink` / `append_sink`.
+        if isinstance(self.eviction, EvictionPolicy):
+            object.__setattr__(self, "eviction", self.eviction.value)
+        check_choice("eviction", self.eviction, [p.value for p in EvictionPolicy])
+        check_choice("ema_target", self.ema_target, ("newest", "oldest"))
+        check_choice("rope_positions", self.rope_positions, ("absolute", "relative"))
         if self.chunk_frames < 1:
-            raise ValueError(f"chunk_frames must be >= 1, got {self.chunk_frames}")
+            raise ConfigError(f"'chunk_frames' must be >= 1, got {self.chunk_frames}")
         if self.sink_frames < 0:
-            raise ValueError(f"sink_frames must be >= 0, got {self.sink_frames}")
+            raise ConfigError(f"'sink_frames' must be >= 0, got {self.sink_frames}")
         if self.window_frames is not None and self.window_frames < self.chunk_frames:
-            raise ValueError(f"window_frames ({self.window_frames}) must be >= chunk_frames ({self.chunk_frames})")
+            raise ConfigError(f"'window_frames' ({self.window_frames}) must be >= chunk_frames ({self.chunk_frames})")
         if self.max_sink_frames is not None and self.max_sink_frames < self.sink_frames:
-            raise ValueError(f"max_sink_frames ({self.max_sink_frames}) < sink_frames ({self.sink_frames})")
-        if self.ema_target not in ("newest", "oldest"):
-            raise ValueError(f"ema_target must be 'newest' or 'oldest', got {self.ema_target!r}")
-        if self.rope_positions not in ("absolute", "relative"):
-            raise ValueError(f"rope_positions must be 'absolute' or 'relative', got {self.rope_positions!r}")
+            raise ConfigError(f"'max_sink_frames' ({self.max_sink_frames}) < sink_frames ({self.sink_frames})")
+
+    @property
+    def policy(self) -> EvictionPolicy:
+        """`eviction` as an `EvictionPolicy`."""
+        return EvictionPolicy(self.eviction)
 
     @property
     def sink_capacity(self) -> int:
@@ -420,7 +430,7 @@ class KVCache:
         just relabel slots, which are per-cache metadata.
         """
         chunk = EvictedChunk(self._slot_frame[slots[0]], len(slots))
-        policy = EvictionPolicy(self.router(chunk)) if self.router is not None else self.layout.eviction
+        policy = EvictionPolicy(self.router(chunk)) if self.router is not None else self.layout.policy
         if policy is EvictionPolicy.APPEND_SINK and len(self._sink) + len(slots) > self.layout.sink_capacity:
             policy = EvictionPolicy.EMA_SINK  # Stream-T1: a full sink falls back to the EMA merge
         if policy is EvictionPolicy.EMA_SINK and len(self._sink) < len(slots):

@@ -51,6 +51,10 @@ class WanModelConfig:
     """Positions per axis in the precomputed RoPE tables."""
     pos_embed_seq_len: int | None = None
     """Learned image-token position embedding length (Wan FLF2V); None otherwise."""
+    text_adaln: bool = False
+    """`CausalWanModel` only: the mean prompt state also modulates every block's adaLN (off for real Wan)."""
+    learned_positions: tuple[int, int, int] | None = None
+    """`CausalWanModel` only: (frames, height, width) in tokens of learned absolute position tables (None: off)."""
 
     def __post_init__(self) -> None:
         if len(self.patch_size) != 3:
@@ -67,7 +71,17 @@ class WanModelConfig:
         return self.num_attention_heads * self.attention_head_dim
 
     def to_diffusers_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for `diffusers.WanTransformer3DModel(**kwargs)` (patch_size as a tuple)."""
+        """Keyword arguments for `CausalWanModel(**kwargs)` (patch_size as a tuple). The `CausalWanModel`-only
+        fields are included only when switched on, so a stock config also builds `WanTransformer3DModel`."""
         kwargs = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         kwargs["patch_size"] = tuple(self.patch_size)
+        for name in CAUSAL_ONLY_FIELDS:
+            if kwargs[name] == getattr(WanModelConfig, name):
+                del kwargs[name]
+        if self.learned_positions is not None:
+            kwargs["learned_positions"] = tuple(self.learned_positions)
         return kwargs
+
+
+CAUSAL_ONLY_FIELDS = ("text_adaln", "learned_positions")
+"""`WanModelConfig` fields that `CausalWanModel` adds to the stock constructor."""

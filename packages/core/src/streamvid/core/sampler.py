@@ -1,13 +1,23 @@
-"""`StreamingSampler`: the chunk loop of a few-step causal video generator.
+"""`StreamingSampler`: the chunk loop of a few-step causal video generator, in public steps.
 
-For each chunk of `chunk_frames` latent frames (methods.md A.2.1 / B.4, Self-Forcing inference):
+For each chunk of `chunk_frames` latent frames (methods.md A.2.1 / B.4, Self-Forcing inference) a
+`StreamSession` runs
 
-1. draw the chunk's initial noise from the `NoiseSource` (Stream-T1 plugs noise propagation in here);
-2. for each listed timestep t_j: predict the flow with the KV cache, x0 = x_t - sigma_j * v, and unless it is
-   the last step re-noise x0 to t_{j+1} with fresh noise: x = (1 - sigma_{j+1}) x0 + sigma_{j+1} eps;
-3. run the **commit pass**: the model on x0 at t = `context_noise` (0: clean) rewrites the chunk's K/V, and the
-   cache commits it to history;
-4. hand the chunk to the callbacks and yield it.
+1. `open_chunk()`: the KV cache opens the chunk's slot (`KVCache.append`; eviction happens here, once);
+2. `initial_noise()`: the chunk's starting noise from the `NoiseSource` (Stream-T1 plugs noise propagation in);
+3. for each listed timestep t_j, `denoise(x, j)`: predict the flow through the cache and return
+   x0 = x_t - sigma_j * v; unless it is the last step, `renoise(x0, j)`: x = (1 - sigma_{j+1}) x0 + sigma_{j+1} eps
+   with fresh noise;
+4. `commit(x0)`: the **commit pass**, the model on x0 at t = `context_noise` (0: clean) rewrites the chunk's
+   K/V and the cache commits it to history; the chunk goes to the callbacks.
+
+`next_chunk()` is exactly that composition. Training and search call the steps themselves:
+
+* the Self-Forcing rollout (A.2.1) runs steps 0..j-1 without gradient, the exit step `denoise(x, j, grad=True)`
+  with gradient (through the current chunk only: history K/V are stored detached), then `commit`;
+* beam search (B.2-B.4) opens the chunk on a beam (any eviction happens once), `fork()`s one session per
+  candidate (the cache is shared copy-on-write; each fork owns its RNG, noise and clean buffers, so K candidates
+  cost `history + K * chunk`), denoises each, and commits only the survivors; dropped forks free their memory.
 
 The model only ever sees `(x_t, t, text, cache)`. There is no length limit when the cache has a window, and
 the prompt can change between chunks (`StreamSession.switch_prompt`), optionally re-encoding the retained
@@ -18,6 +28,7 @@ Latents are frame-major `[B, F, C, h, w]` at this interface (the model's diffuse
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -26,7 +37,19 @@ import torch
 
 from streamvid.core.causal_wan import CausalWanModel, TextContext
 from streamvid.core.kv_cache import CacheLayout, EvictionRouter, KVCache
+from streamvid.core.sampler_config import SamplerConfig, SamplerSettings
 from streamvid.core.schedule import FewStepSchedule, add_noise, flow_to_x0
+
+__all__ = [
+    "Chunk",
+    "ChunkCallback",
+    "ChunkInfo",
+    "GaussianNoise",
+    "NoiseSource",
+    "SamplerSettings",
+    "StreamSession",
+    "StreamingSampler",
+]
 
 
 @dataclass(frozen=True)
@@ -61,10 +84,20 @@ class GaussianNoise:
     def __call__(self, chunk, step, shape, dtype, device) -> torch.Tensor:
         return torch.randn(shape, generator=self.generator, dtype=torch.float32).to(device=device, dtype=dtype)
 
+    def fork(self) -> GaussianNoise:
+        """An independent source that continues this one's stream: a new generator in the same state."""
+        generator = torch.Generator()
+        generator.set_state(self.generator.get_state())
+        return GaussianNoise(generator=generator)
+
 
 @dataclass
 class Chunk:
-    """One generated chunk: clean latents `[B, n, C, h, w]` and where they belong."""
+    """One generated chunk: its latents `[B, n, C, h, w]` and where they belong.
+
+    `latents` is the x0 handed to `commit`: it carries gradient when it came from a `denoise(..., grad=True)`
+    step (the rollout's exit step), never otherwise.
+    """
 
     info: ChunkInfo
     latents: torch.Tensor
@@ -72,19 +105,6 @@ class Chunk:
 
 
 ChunkCallback = Callable[[Chunk], None]
-
-
-@dataclass(frozen=True)
-class SamplerSettings:
-    """How a chunk is denoised.
-
-    Attributes:
-        context_noise: timestep of the commit pass (0 = clean re-encode, Self-Forcing / LongLive default).
-        recache_on_switch: re-encode the retained history under a new prompt when it changes (LongLive).
-    """
-
-    context_noise: float = 0.0
-    recache_on_switch: bool = True
 
 
 class StreamingSampler:
@@ -95,10 +115,18 @@ class StreamingSampler:
         model: CausalWanModel,
         schedule: FewStepSchedule,
         layout: CacheLayout,
-        settings: SamplerSettings = SamplerSettings(),
+        settings: SamplerSettings | None = None,
         router: EvictionRouter | None = None,
     ):
-        self.model, self.schedule, self.layout, self.settings, self.router = model, schedule, layout, settings, router
+        self.model, self.schedule, self.layout, self.router = model, schedule, layout, router
+        self.settings = SamplerSettings() if settings is None else settings
+
+    @classmethod
+    def from_config(
+        cls, model: CausalWanModel, cfg: SamplerConfig, router: EvictionRouter | None = None
+    ) -> StreamingSampler:
+        """The sampler a `SamplerConfig` describes: its warped schedule, its cache layout, and itself as settings."""
+        return cls(model, cfg.schedule(), cfg.cache, cfg, router)
 
     @property
     def chunk_frames(self) -> int:
@@ -112,7 +140,11 @@ class StreamingSampler:
         noise: NoiseSource | None = None,
         callbacks: list[ChunkCallback] | None = None,
     ) -> StreamSession:
-        """Start a stream. `text` is a `TextContext` or text-encoder states `[B, L, D]`; `latent_shape` is (C, h, w)."""
+        """Start a stream. `text` is a `TextContext` or text-encoder states `[B, L, D]`; `latent_shape` is (C, h, w).
+
+        Text states are encoded under torch's current grad mode (`CausalWanModel.encode_text`): start a training
+        rollout's session with gradients enabled to train the text projections through its exit steps.
+        """
         return StreamSession(self, text, latent_shape, batch_size, noise or GaussianNoise(), callbacks or [])
 
     def stream(
@@ -146,9 +178,14 @@ class StreamingSampler:
         return torch.cat([c.latents for c in self.stream(text, latent_shape, num_frames, **kwargs)], dim=1)
 
 
-@dataclass
+@dataclass(eq=False)
 class StreamSession:
-    """The state of one stream: its cache, prompt, noise source and the clean latents still in the cache."""
+    """The state of one stream: its cache, prompt, noise source, the open chunk, and the clean latents still in
+    the cache (needed to re-encode history on a prompt switch).
+
+    Steps of one chunk (see the module docstring): `open_chunk` -> `initial_noise` -> (`denoise` -> `renoise`)*
+    -> `denoise` -> `commit` (or `discard`). All latents are frame-major `[B, n, C, h, w]`, n = `chunk_frames`.
+    """
 
     sampler: StreamingSampler
     text: TextContext | torch.Tensor
@@ -158,7 +195,11 @@ class StreamSession:
     callbacks: list[ChunkCallback]
     cache: KVCache = field(init=False)
     chunk_index: int = field(init=False, default=0)
+    last_initial_noise: torch.Tensor | None = field(init=False, default=None)
+    """Initial noise of the last committed chunk (the parent noise of Stream-T1's propagation, B.3)."""
     _clean: dict[int, torch.Tensor] = field(init=False, default_factory=dict)  # frame -> [B, C, h, w]
+    _open: ChunkInfo | None = field(init=False, default=None)  # the chunk between open_chunk and commit
+    _initial: torch.Tensor | None = field(init=False, default=None)  # the open chunk's initial noise
 
     def __post_init__(self) -> None:
         model = self.sampler.model
@@ -171,60 +212,174 @@ class StreamSession:
             raise ValueError(f"prompt batch {ctx.batch_size} does not match batch_size {self.batch_size}")
         return ctx
 
+    # ------------------------------------------------------------------ queries
     @property
     def next_start_frame(self) -> int:
         return self.chunk_index * self.sampler.chunk_frames
 
-    def _forward(self, x: torch.Tensor, t: float) -> torch.Tensor:
-        """Flow prediction for frame-major `x` `[B, n, C, h, w]` at one timestep, through the cache."""
-        model = self.sampler.model
-        timestep = torch.full((x.shape[0], x.shape[1]), float(t), device=x.device)
-        flow = model(x.transpose(1, 2), timestep, text_context=self.text, kv_cache=self.cache).sample
-        return flow.transpose(1, 2)
+    @property
+    def num_steps(self) -> int:
+        """Denoising steps per chunk (the length of the few-step schedule)."""
+        return len(self.sampler.schedule)
+
+    @property
+    def open_info(self) -> ChunkInfo | None:
+        """The open chunk (between `open_chunk` and `commit` / `discard`), else None."""
+        return self._open
+
+    @property
+    def chunk_shape(self) -> tuple[int, ...]:
+        """`(B, n, C, h, w)` of one chunk's latents."""
+        return (self.batch_size, self.sampler.chunk_frames, *self.latent_shape)
+
+    # ------------------------------------------------------------------ the steps of one chunk
+    def open_chunk(self) -> ChunkInfo:
+        """Open the next chunk: the cache appends its slot (evicting from the window first if needed).
+
+        In beam search, open the chunk on the beam and then `fork()` the candidates, so the eviction (and an EMA
+        merge's history copy) happens once per beam, not once per candidate.
+        """
+        if self._open is not None:
+            raise RuntimeError(f"StreamSession.open_chunk: chunk {self._open.index} is still open (commit it first)")
+        info = ChunkInfo(self.chunk_index, self.next_start_frame, self.sampler.chunk_frames)
+        self.cache.append(info.start_frame, info.num_frames)
+        self._open, self._initial = info, None
+        return info
+
+    def initial_noise(self) -> torch.Tensor:
+        """Draw the open chunk's starting noise `[B, n, C, h, w]` from this session's `NoiseSource` (step -1).
+
+        The draw is recorded as the chunk's `initial_noise` (pass `commit(..., initial_noise=z)` when the chunk
+        starts from another tensor, such as Stream-T1's propagated noise z = rho * z_parent + sqrt(1 - rho^2) eps).
+        """
+        self._initial = self._draw("initial_noise", -1)
+        return self._initial
+
+    def denoise(self, x_t: torch.Tensor, step: int, *, grad: bool = False) -> torch.Tensor:
+        """One denoising step of the open chunk: x0 = x_t - sigma_j * v(x_t, t_j) (flow matching, v = eps - x0).
+
+        Args:
+            x_t: `[B, n, C, h, w]` latents at the schedule's timestep t_j.
+            step: j, an index into the few-step schedule (0 = pure noise).
+            grad: record the autograd graph of this forward (the rollout's exit step), even under
+                `torch.no_grad()`; by default the step builds no graph, whatever the ambient mode. Gradient
+                reaches the model's parameters through the current chunk only: the cached history K/V are
+                detached, so earlier chunks contribute constants (methods.md A.2.1).
+        Returns:
+            `[B, n, C, h, w]` x0 prediction. The pass also (over)writes the chunk's K/V in the cache.
+        """
+        self._require_open("denoise")
+        t = self._timestep(step)
+        with torch.set_grad_enabled(grad):
+            return flow_to_x0(x_t, self._forward(x_t, t), self.sampler.schedule.sigma(t))
+
+    def renoise(self, x0: torch.Tensor, step: int) -> torch.Tensor:
+        """Re-noise step j's x0 to the next listed timestep: x = (1 - sigma_{j+1}) x0 + sigma_{j+1} eps.
+
+        eps is this session's `NoiseSource` draw `step` for the open chunk; `step` must not be the last one.
+        """
+        self._require_open("renoise")
+        if not 0 <= step < self.num_steps - 1:
+            raise ValueError(f"StreamSession.renoise: step {step} has no next timestep ({self.num_steps} steps)")
+        sigma_next = self.sampler.schedule.sigma(self._timestep(step + 1))
+        return add_noise(x0, self._draw("renoise", step), sigma_next)
 
     @torch.no_grad()
-    def next_chunk(self) -> Chunk:
-        """Denoise, commit and return the next chunk."""
-        s = self.sampler
-        model = s.model
-        param = next(model.parameters())
-        n = s.chunk_frames
-        info = ChunkInfo(self.chunk_index, self.next_start_frame, n)
-        shape = (self.batch_size, n, *self.latent_shape)
-        x = self.noise(info, -1, shape, param.dtype, param.device)
-        initial = x
-        self.cache.append(info.start_frame, n)
-        timesteps = s.schedule.timesteps.tolist()
-        x0 = x
-        for j, t in enumerate(timesteps):
-            x0 = flow_to_x0(x, self._forward(x, t), s.schedule.sigma(t))
-            if j + 1 < len(timesteps):
-                sigma_next = s.schedule.sigma(timesteps[j + 1])
-                x = add_noise(x0, self.noise(info, j, shape, param.dtype, param.device), sigma_next)
-        self._commit(info, x0, shape, param)
-        chunk = Chunk(info, x0, initial)
-        self.chunk_index += 1
-        for callback in self.callbacks:
-            callback(chunk)
-        return chunk
+    def commit(self, x0: torch.Tensor, initial_noise: torch.Tensor | None = None) -> Chunk:
+        """Close the open chunk: the commit pass, the cache's commit, the callbacks.
 
-    def _commit(self, info: ChunkInfo, x0: torch.Tensor, shape, param) -> None:
-        """Commit pass at t = context_noise, then keep the clean latents the cache may need for re-caching."""
+        The commit pass runs the model on x0 at t = `context_noise` (re-noised first when > 0) without gradient,
+        so the chunk's K/V enter history as constants (Self-Forcing's clean re-encode, A.2.1 step 3).
+
+        Args:
+            x0: `[B, n, C, h, w]` the chunk's final x0 (may carry gradient; it is returned as `Chunk.latents`).
+            initial_noise: the chunk's starting noise to record; default: the `initial_noise()` draw.
+        Returns:
+            the `Chunk`, also handed to every callback.
+        """
+        info = self._require_open("commit")
+        initial = self._initial if initial_noise is None else initial_noise
+        if initial is None:
+            raise RuntimeError("StreamSession.commit: no initial noise drawn or given for this chunk")
         s = self.sampler
         ctx_t = s.settings.context_noise
         x_ctx = x0
         if ctx_t > 0:
-            x_ctx = add_noise(x0, self.noise(info, len(s.schedule), shape, param.dtype, param.device), s.schedule.sigma(ctx_t))
+            x_ctx = add_noise(x0, self._draw("commit", len(s.schedule)), s.schedule.sigma(ctx_t))
         self._forward(x_ctx, ctx_t)
         self.cache.commit()
+        clean = x0.detach()
         for i in range(info.num_frames):
-            self._clean[info.start_frame + i] = x0[:, i]
+            self._clean[info.start_frame + i] = clean[:, i]
         kept = set(self.cache.sink_frame_indices) | set(self.cache.window_frame_indices)
         self._clean = {f: v for f, v in self._clean.items() if f in kept}
+        chunk = Chunk(info, x0, initial)
+        self.chunk_index += 1
+        self._open, self._initial, self.last_initial_noise = None, None, initial
+        for callback in self.callbacks:
+            callback(chunk)
+        return chunk
+
+    def discard(self) -> None:
+        """Close the open chunk without committing it (a rejected candidate). An eviction done by `open_chunk`
+        is not undone."""
+        self._require_open("discard")
+        self.cache.discard()
+        self._open, self._initial = None, None
 
     @torch.no_grad()
+    def next_chunk(self) -> Chunk:
+        """Denoise, commit and return the next chunk: the composition of the steps, without gradient."""
+        self.open_chunk()
+        x = x0 = self.initial_noise()
+        for j in range(self.num_steps):
+            x0 = self.denoise(x, j)
+            if j + 1 < self.num_steps:
+                x = self.renoise(x0, j)
+        return self.commit(x0)
+
+    # ------------------------------------------------------------------ fork and prompt switch
+    def fork(self, seed: int | None = None, noise: NoiseSource | None = None) -> StreamSession:
+        """A session that continues this stream from its current state, independently.
+
+        The KV cache is forked copy-on-write (`KVCache.fork`: history shared read-only, copied only when the fork
+        commits or EMA-merges); the fork has its own noise source, open-chunk state and clean-latent buffer (a
+        new dict referencing the same, never-mutated, clean tensors) and its own callback list. K forks of a
+        session with an open chunk therefore cost `history + K * chunk`. Dropping a fork frees its chunk
+        buffers and releases its share of the history.
+
+        Args:
+            seed: the fork draws from `GaussianNoise(seed)` (Stream-T1: one seed per candidate).
+            noise: or this noise source. With neither, the parent's source is forked (`noise.fork()`), so the
+                fork's draws continue exactly where the parent's would.
+        """
+        if seed is not None and noise is not None:
+            raise ValueError("StreamSession.fork: give seed or noise, not both")
+        if noise is None:
+            if seed is not None:
+                noise = GaussianNoise(seed)
+            elif callable(getattr(self.noise, "fork", None)):
+                noise = self.noise.fork()
+            else:
+                raise TypeError(
+                    f"StreamSession.fork: the noise source {type(self.noise).__name__} has no fork(); "
+                    "give the fork a seed or its own noise source"
+                )
+        child = copy.copy(self)
+        child.cache = self.cache.fork()
+        child.noise = noise
+        child.callbacks = list(self.callbacks)
+        child._clean = dict(self._clean)
+        return child
+
     def switch_prompt(self, text: TextContext | torch.Tensor) -> None:
-        """Use a new prompt from the next chunk on; re-encode the cached history under it if configured."""
+        """Use a new prompt from the next chunk on; re-encode the cached history under it if configured.
+
+        Text states are encoded under the current grad mode (as at session start); the re-encode of history
+        runs without gradient.
+        """
+        if self._open is not None:
+            raise RuntimeError("StreamSession.switch_prompt: commit or discard the open chunk first")
         self.text = self._as_context(text)
         if not self.sampler.settings.recache_on_switch or self.cache.num_history_frames == 0:
             return
@@ -234,4 +389,29 @@ class StreamSession:
             x = torch.stack([self._clean[f] for f in frames], dim=1)
             self._forward(x, ctx_t)
 
-        self.cache.recache(encode)
+        with torch.no_grad():
+            self.cache.recache(encode)
+
+    # ------------------------------------------------------------------ internals
+    def _forward(self, x: torch.Tensor, t: float) -> torch.Tensor:
+        """Flow prediction for frame-major `x` `[B, n, C, h, w]` at one timestep, through the cache."""
+        model = self.sampler.model
+        timestep = torch.full((x.shape[0], x.shape[1]), float(t), device=x.device)
+        flow = model(x.transpose(1, 2), timestep, text_context=self.text, kv_cache=self.cache).sample
+        return flow.transpose(1, 2)
+
+    def _timestep(self, step: int) -> float:
+        if not 0 <= step < self.num_steps:
+            raise ValueError(f"step {step} is outside the schedule's {self.num_steps} steps")
+        return self.sampler.schedule.timesteps[step].item()
+
+    def _require_open(self, op: str) -> ChunkInfo:
+        if self._open is None:
+            raise RuntimeError(f"StreamSession.{op}: no open chunk (call open_chunk() first)")
+        return self._open
+
+    def _draw(self, op: str, step: int) -> torch.Tensor:
+        """The noise source's draw `step` for the open chunk, `[B, n, C, h, w]` in the model's dtype and device."""
+        info = self._require_open(op)
+        param = next(self.sampler.model.parameters())
+        return self.noise(info, step, self.chunk_shape, param.dtype, param.device)

@@ -18,6 +18,33 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 
 
+def shift_sigma(s: float | torch.Tensor, shift: float) -> float | torch.Tensor:
+    """The flow-matching timestep shift, sigma = shift * s / (1 + (shift - 1) * s), for s in [0, 1].
+
+    The one definition of the shift: `shifted_timestep_table` (through diffusers), the training noise levels
+    (`logit_normal_sigmas`) and the Euler ODE grid (`euler_grid`) all follow it.
+    """
+    return shift * s / (1 + (shift - 1) * s)
+
+
+def euler_grid(num_steps: int, shift: float) -> torch.Tensor:
+    """Noise levels ``[num_steps + 1]`` of an Euler ODE solve from sigma 1 to 0: `shift_sigma` of the uniform
+    grid s = 1, 1 - 1/N, ..., 0. With N a multiple of 4 and the sampler's shift it contains the warped
+    few-step levels (``s`` = 1, 0.75, 0.5, 0.25 are its entries 0, N/4, N/2, 3N/4), which is what ODE pairs
+    for the few-step student need: its regression targets lie on the same grid as DMD (methods.md A.2.1)."""
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    return shift_sigma(torch.linspace(1.0, 0.0, num_steps + 1, dtype=torch.float64), shift).float()
+
+
+def logit_normal_sigmas(
+    n: int, shift: float = 1.0, generator: torch.Generator | None = None, mean: float = 0.0, std: float = 1.0
+) -> torch.Tensor:
+    """``[n]`` training noise levels: s = sigmoid(N(mean, std^2)) (logit-normal, SD3), then `shift_sigma`."""
+    s = torch.sigmoid(mean + std * torch.randn(n, generator=generator))
+    return shift_sigma(s, shift)
+
+
 def shifted_timestep_table(shift: float, num_train_timesteps: int = 1000) -> torch.Tensor:
     """`[num_train_timesteps]` float32 timesteps, descending from 1000, as the diffusers scheduler builds them."""
     scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=num_train_timesteps, shift=shift)

@@ -9,6 +9,8 @@
 - gif stores frame durations in 10 ms units, so fps comes back approximately (16 fps -> 60 ms -> 16.7 fps).
   Pillow merges identical consecutive frames into one longer frame; `read_video` expands them again using
   the shortest frame duration as the frame period. Colours are quantised to a 256-colour palette per frame.
+- A file that cannot be decoded raises `VideoReadError` (an ``OSError``) with a one-line cause, never
+  ffmpeg's multi-kilobyte banner.
 """
 
 from __future__ import annotations
@@ -22,6 +24,23 @@ import torch
 from torch import Tensor
 
 SUPPORTED_EXTENSIONS = (".mp4", ".gif")
+
+
+class VideoReadError(OSError):
+    """A video file exists but cannot be decoded; the message is one line (ffmpeg's cause, not its banner)."""
+
+
+def ffmpeg_cause(err: BaseException) -> str:
+    """One line from an imageio-ffmpeg error: its summary plus ffmpeg's last stderr line, without the version banner.
+
+    imageio puts ffmpeg's whole stderr (version, build configuration, library versions: ~3 KB) in the message;
+    the cause is the last line ffmpeg printed (e.g. "Invalid data found when processing input").
+    """
+    head, _, stderr = str(err).partition("=== stderr ===")
+    summary = " ".join(head.split())
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    cause = lines[-1] if lines else ""
+    return f"{summary} ({cause})" if summary and cause else summary or cause or type(err).__name__
 
 
 def _check_extension(path: Path) -> str:
@@ -164,6 +183,9 @@ def read_video(path: str | os.PathLike) -> tuple[Tensor, float]:
     ext = _check_extension(path)
     if not path.is_file():
         raise FileNotFoundError(f"video file not found: '{path}'")
-    frames, fps = _read_mp4(str(path)) if ext == ".mp4" else _read_gif(str(path))
+    try:
+        frames, fps = _read_mp4(str(path)) if ext == ".mp4" else _read_gif(str(path))
+    except (OSError, RuntimeError, ValueError) as err:  # imageio-ffmpeg / Pillow on a corrupt or empty file
+        raise VideoReadError(f"cannot decode '{path}': {ffmpeg_cause(err)}") from err
     video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0
     return video, fps

@@ -47,6 +47,8 @@ MAX_NAME_BYTES = 255
 MANIFEST_FIELDS = ("prompt", "seed", "index", "file")
 VBENCH_NAME = re.compile(r"^(?P<prompt>.+)-(?P<index>\d+)\.(?P<ext>mp4|gif)$")
 """A VBench standard-mode file name: the prompt is everything before the last ``-<digits>``."""
+VIDEO_SUFFIXES = (".mp4", ".gif", ".webm", ".mov", ".avi", ".mkv", ".m4v")
+"""File suffixes (any case) taken for videos in a folder without manifest: such a file must match ``VBENCH_NAME``."""
 
 
 class ExportError(ConfigError):
@@ -144,19 +146,37 @@ def discover_videos(folder: str | Path, seeds: Sequence[int] = ()) -> dict[tuple
     """Map ``(prompt, index) -> (seed, path)`` for a folder of videos.
 
     With ``manifest.csv`` / ``manifest.json`` in ``folder`` the manifest is the truth; otherwise files named
-    ``{prompt}-{i}.mp4`` / ``.gif`` are taken, with ``seeds[i]`` as the seed when given, else -1 (unknown).
+    ``{prompt}-{i}.mp4`` / ``.gif`` are taken, with ``seeds[i]`` as the seed when given, else -1 (unknown), and
+    other files are ignored unless they look like videos (:data:`VIDEO_SUFFIXES`). Raises ``ConfigError`` naming
+    the expected pattern when the folder holds no such video, or a video file whose name does not match it
+    (it would be silently left out of the evaluation).
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"videos folder not found: {folder}")
     for name in ("manifest.csv", "manifest.json"):
         if (folder / name).is_file():
-            return {(m.prompt, m.index): (m.seed, folder / m.file) for m in read_manifest(folder / name)}
-    found = {}
+            found = {(m.prompt, m.index): (m.seed, folder / m.file) for m in read_manifest(folder / name)}
+            if not found:
+                raise ConfigError(f"videos_dir {folder}: {name} lists no video")
+            return found
+    found, misnamed, others = {}, [], []
     for path in sorted(folder.iterdir()):
         if m := VBENCH_NAME.match(path.name):
             i = int(m["index"])
             found[(m["prompt"], i)] = (seeds[i] if i < len(seeds) else -1, path)
+        elif path.suffix.lower() in VIDEO_SUFFIXES:
+            misnamed.append(path.name)
+        else:
+            others.append(path.name)
+    pattern = ("videos named {prompt}-{i}.mp4 (or .gif), e.g. 'a red circle moving left-0.mp4', "
+               "or a manifest.csv / manifest.json (prompt, seed, index, file)")
+    if misnamed:
+        raise ConfigError(f"videos_dir {folder}: '{misnamed[0]}' does not match {{prompt}}-{{i}}.mp4 "
+                          f"({len(misnamed)} of {len(misnamed) + len(found)} video files do not); expected {pattern}")
+    if not found:
+        held = f"it holds {len(others)} other file(s), e.g. '{others[0]}'" if others else "it is empty"
+        raise ConfigError(f"videos_dir {folder} holds no video to evaluate ({held}); expected {pattern}")
     return found
 
 

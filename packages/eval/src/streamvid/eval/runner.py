@@ -19,8 +19,15 @@ agree exactly.
 
 Resume: a video whose record is ``ok`` with every configured metric is skipped; a record missing some
 metrics gets only those, computed from its video file; a failed one is retried (``retry_failed``). A generation
-error or metric exception marks that video ``failed`` with the error and the run goes on. Re-running into a
-folder made with another generator, frame count, fps or metric options is refused (the tables would mix).
+error or metric exception marks that video ``failed`` with its one-line cause and the run goes on. Re-running
+into a folder made with another generator, frame count, fps or metric options is refused (the tables would mix).
+
+Checks before the first video (and before ``config.yaml`` is written, so a bad run never locks its folder):
+``output_dir`` is a writable directory (or can be made), the prompts and metrics load, a ``videos_dir`` holds
+videos named ``{prompt}-{i}.mp4`` or a manifest, and the generator builds -- its checkpoint is found, readable
+and fits ``generator.model``. A trained checkpoint with a randomly initialised learned text encoder is refused
+unless ``allow_random_text_encoder``; such runs and random-weight smoke runs carry a note (``EvalResult.notes``,
+``summary.md``, the terminal).
 
 Sharding: when ``torch.distributed`` is initialised, or ``WORLD_SIZE`` > 1 with ``RANK`` / ``MASTER_ADDR`` /
 ``MASTER_PORT`` (``torchrun``; a gloo group is created), rank r takes prompts with index % world == r, writes
@@ -39,7 +46,7 @@ import re
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +54,9 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from streamvid.core.config import ConfigError, load_config, save_resolved_config
+from streamvid.core.cli.errors import one_line
+from streamvid.core.cli.paths import check_output_dir, write_resolved_config
+from streamvid.core.config import ConfigError, load_config
 from streamvid.core.video_io import read_video, write_video
 from streamvid.eval.export import check_vbench_names, discover_videos, export_run
 from streamvid.eval.prompts import PromptEntry, load_prompts
@@ -60,6 +69,11 @@ __all__ = [
 ]
 
 _SAME_RUN_FIELDS = ("generator", "init_seed", "num_frames", "fps", "videos_dir", "metric_options", "windows")
+ERROR_CELL_CHARS = 500
+"""Longest error text kept per failed video (one line; the cause, not a tool's banner)."""
+SMOKE_NOTE = "Generator randomly initialised (generator.checkpoint is null): a smoke run, not results."
+RANDOM_TEXT_NOTE = ("Text encoder randomly initialised (generator.text_encoder.path is null, "
+                    "allow_random_text_encoder is true): the checkpoint cannot follow the prompts; not results.")
 
 
 @dataclass(frozen=True)
@@ -91,6 +105,8 @@ class EvalResult:
     summary: pd.DataFrame | None
     counts: dict[str, int]
     """This rank's planned / skipped / generated / scored / failed video counts."""
+    notes: list[str] = field(default_factory=list)
+    """Caveats of the run (e.g. a randomly initialised generator), also written at the top of summary.md."""
 
 
 def plan(cfg: EvalConfig) -> list[WorkItem]:
@@ -98,7 +114,7 @@ def plan(cfg: EvalConfig) -> list[WorkItem]:
     entries = load_prompts(cfg.prompts) if cfg.prompts else None
     if cfg.videos_dir is None:
         return [WorkItem(e, i, s) for e in entries for i, s in enumerate(cfg.seed_list())]
-    found = discover_videos(cfg.videos_dir, cfg.seeds or [])
+    found = discover_videos(cfg.videos_dir, cfg.seeds or [])  # ConfigError for an empty or misnamed folder
     if entries is None:
         names = list(dict.fromkeys(p for p, _ in found))  # manifest order, else sorted file names
         entries = [PromptEntry(p, f"{k:04d}", k) for k, p in enumerate(names)]
@@ -147,7 +163,9 @@ def run_eval(cfg: EvalConfig, *, generator: Any = None) -> EvalResult:
 
 
 def _run(cfg: EvalConfig, generator: Any, rank: int, world: int) -> EvalResult:
-    out = Path(cfg.output_dir)
+    # Every check comes before the first video and before config.yaml is written: a bad run neither spends
+    # compute nor locks its output_dir to a config that cannot work.
+    out = check_output_dir(cfg.output_dir, "output_dir")
     items = plan(cfg)
     metrics = _build_metrics(cfg)
     if cfg.export.enabled:  # refuse bad VBench names before spending any compute
@@ -156,14 +174,20 @@ def _run(cfg: EvalConfig, generator: Any, rank: int, world: int) -> EvalResult:
         raise ConfigError(f"windows: a window of {cfg.windows.frames(cfg.fps)} frames exceeds num_frames "
                           f"{cfg.num_frames}")
     _check_same_run(cfg, out)
+    mine = [it for it in items if it.entry.index % world == rank]
+    state = {"generator": generator}
+    notes = _run_notes(cfg, built_here=generator is None)
+    if generator is None and cfg.videos_dir is None:
+        if any(not (out / "videos" / it.video_name()).is_file() for it in mine):
+            state["generator"] = _build_generator(cfg)  # a missing or mismatched checkpoint fails here, exit 2
+        _check_text_encoder(cfg, announce=rank == 0)
     _barrier(world)  # every rank has read the old config before rank 0 replaces it
     if rank == 0:
-        save_resolved_config(cfg, out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_resolved_config(cfg, out / "config.yaml")
     existing = read_records(out)
     shard = out / ("scores.jsonl" if world == 1 else f"scores.rank{rank}.jsonl")
-    mine = [it for it in items if it.entry.index % world == rank]
     counts = dict(planned=len(mine), skipped=0, generated=0, scored=0, failed=0)
-    state = {"generator": generator}
     bar = tqdm(mine, desc="eval", unit="video", file=sys.stderr, disable=not cfg.progress or rank != 0)
     for item in bar:
         prev = existing.get(item.key)
@@ -176,18 +200,52 @@ def _run(cfg: EvalConfig, generator: Any, rank: int, world: int) -> EvalResult:
         bar.set_postfix(failed=counts["failed"])
     _barrier(world)
     if rank != 0:
-        return EvalResult(out, None, None, counts)
+        return EvalResult(out, None, None, counts, notes)
     table, windows = records_table(read_records(out), items)
     _write_tables(out, table, windows)
-    notes = []
-    if cfg.videos_dir is None and cfg.generator.checkpoint is None:
-        notes.append("Generator randomly initialised (generator.checkpoint is null): a smoke run, not results.")
     rc = cfg.report
     write_report(table, out, windows=windows, n_boot=rc.n_boot, level=rc.level, seed=rc.seed, notes=notes)
     if cfg.export.enabled:
         export_run(out, cfg.export.dir or out / "vbench", fps=cfg.export.fps, max_name_bytes=cfg.export.max_name_bytes)
     summary = pd.read_csv(out / "summary.csv")
-    return EvalResult(out, table, summary, counts)
+    return EvalResult(out, table, summary, counts, notes)
+
+
+def _run_notes(cfg: EvalConfig, built_here: bool = True) -> list[str]:
+    """Caveats printed with the summary: a randomly initialised generator or text encoder (generator mode)."""
+    if cfg.videos_dir is not None:
+        return []
+    if cfg.generator.checkpoint is None:
+        return [SMOKE_NOTE]
+    te = cfg.generator.text_encoder
+    if built_here and te.kind == "learned" and te.path is None:
+        return [RANDOM_TEXT_NOTE]
+    return []
+
+
+def _check_text_encoder(cfg: EvalConfig, announce: bool) -> None:
+    """Refuse a trained checkpoint with a randomly initialised text encoder: its scores would look like results."""
+    te = cfg.generator.text_encoder
+    if cfg.generator.checkpoint is None or te.kind != "learned" or te.path is not None:
+        return
+    if not cfg.allow_random_text_encoder:
+        raise ConfigError(
+            f"generator.checkpoint {cfg.generator.checkpoint} is set but generator.text_encoder.path is null: the "
+            "text encoder would be randomly initialised and the trained model could not follow the prompts. Set "
+            "generator.text_encoder.path to the encoder saved with the checkpoint (or allow_random_text_encoder=true "
+            "to score it anyway, marked as not results)")
+    if announce:
+        print(f"warning: {RANDOM_TEXT_NOTE}", file=sys.stderr)
+
+
+def _build_generator(cfg: EvalConfig):
+    """The generator of ``cfg``: same seeded random initialisation on every rank and every rerun."""
+    from streamvid.core.generator import build_generator, prompt_vocabulary
+
+    vocab = prompt_vocabulary([e.prompt for e in load_prompts(cfg.prompts)])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.init_seed)
+        return build_generator(cfg.generator, vocabulary=vocab)
 
 
 def _process(item, prev, cfg, metrics, out, state, counts) -> dict:
@@ -214,19 +272,14 @@ def _process(item, prev, cfg, metrics, out, state, counts) -> dict:
                 counts["generated"] += 1
             frames, _ = read_video(out / rec["file"])  # score the decoded file, as VBench does (see above)
     except Exception as err:  # one bad video must not end the run
-        return _finish(rec, [f"video: {type(err).__name__}: {err}"], t0)
+        return _finish(rec, [f"video: {_describe(err)}"], t0)
     errors = _score(frames, item.entry.prompt, fps, rec, cfg, metrics)
     return _finish(rec, errors, t0)
 
 
 def _generate(item: WorkItem, cfg: EvalConfig, state: dict) -> torch.Tensor:
-    if state["generator"] is None:
-        from streamvid.core.generator import build_generator, prompt_vocabulary
-
-        vocab = prompt_vocabulary([e.prompt for e in load_prompts(cfg.prompts)])
-        with torch.random.fork_rng(devices=[]):  # same random init on every rank and every rerun
-            torch.manual_seed(cfg.init_seed)
-            state["generator"] = build_generator(cfg.generator, vocabulary=vocab)
+    if state["generator"] is None:  # built up front by `_run` whenever a video is missing; kept as a fallback
+        state["generator"] = _build_generator(cfg)
     with torch.no_grad():
         chunks = [c[0].float().cpu() for c in state["generator"].stream_video([item.entry.prompt], cfg.num_frames,
                                                                               item.seed)]
@@ -245,7 +298,7 @@ def _score(frames, prompt, fps, rec, cfg, metrics) -> list[str]:
             values.update(_flatten(name, metric(frames, prompt=prompt, fps=fps)))
         except Exception as err:
             values[name] = math.nan
-            errors.append(f"metric {name}: {type(err).__name__}: {err}")
+            errors.append(f"metric {name}: {_describe(err)}")
     w = cfg.windows
     for name in (w.metrics or list(metrics)) if w else []:
         if name in rec["windows"]:
@@ -256,7 +309,7 @@ def _score(frames, prompt, fps, rec, cfg, metrics) -> list[str]:
             rec["windows"][name] = {"start": r.starts, "time": r.times, "value": r.values.tolist()}
             values[f"{name}.drift"], values[f"{name}.slope"] = r.drift, r.slope
         except Exception as err:
-            errors.append(f"windows {name}: {type(err).__name__}: {err}")
+            errors.append(f"windows {name}: {_describe(err)}")
     if w and "clip_consistency" not in values:
         try:
             values["clip_consistency"] = clip_consistency(frames, window=w.window, window_seconds=w.window_seconds,
@@ -280,6 +333,11 @@ def _complete(rec: dict, cfg: EvalConfig) -> bool:
     names = (cfg.windows.metrics or cfg.metrics) if cfg.windows else []
     return rec["status"] == "ok" and all(_has(rec["metrics"], m) for m in cfg.metrics) and \
         all(n in rec["windows"] for n in names)
+
+
+def _describe(err: BaseException) -> str:
+    """``Type: message`` on one line, at most `ERROR_CELL_CHARS` (an error cell holds the cause, not a banner)."""
+    return one_line(f"{type(err).__name__}: {err}", limit=ERROR_CELL_CHARS)
 
 
 def _finish(rec: dict, errors: list[str], t0: float) -> dict:

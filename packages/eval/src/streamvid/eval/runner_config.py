@@ -71,6 +71,9 @@ class EvalConfig:
     """Generates the videos unless ``videos_dir`` is set (then leave it at its defaults: one source per run)."""
     init_seed: int = 0
     """Torch seed of the random initialisation when generator.checkpoint is null."""
+    allow_random_text_encoder: bool = False
+    """Score a trained generator.checkpoint with a randomly initialised learned text encoder (text_encoder.path
+    null). Refused by default: the model cannot follow its prompts, yet the scores would look like results."""
     videos_dir: str | None = None
     """Evaluate existing videos: a manifest.csv/json (prompt, seed, index, file) or VBench names {prompt}-{i}.mp4."""
     num_frames: int = 12

@@ -8,11 +8,14 @@ a small grammar ("a red circle moving left, then up"). Pieces:
 - `prompts`: `PromptSpec`, `generate_prompt`, `parse_prompt`, `VOCAB`;
 - `dataset`: `ShapesDataset` (train / val / heldout splits, deterministic per item), `collate_items`;
 - `oracle`: pixel measurements (`measure`) and ground-truth ``text`` / ``motion`` / ``visual`` scores;
-- `corrupt`: corruptions that each lower one axis, for testing scores and training rewards.
+- `corrupt`: corruptions that each lower one axis, for testing scores and training rewards;
+- `degenerate`: what a half-trained generator makes (blank, constant, noise, static, vanishing, two objects,
+  blob, ...), which every reward must rank below clean videos.
 """
 
 from streamvid.core.world.corrupt import CORRUPTION_AXES, render_corrupted
 from streamvid.core.world.dataset import SPLITS, ShapesDataset, collate_items, sample_attributes
+from streamvid.core.world.degenerate import DEGENERATE_AXES, degenerate_examples, render_degenerate
 from streamvid.core.world.oracle import (
     OracleReading,
     OracleScore,
@@ -39,6 +42,7 @@ from streamvid.core.world.render import (
 
 __all__ = [
     "CORRUPTION_AXES",
+    "DEGENERATE_AXES",
     "DIRECTIONS",
     "PALETTE",
     "SHAPES",
@@ -52,6 +56,7 @@ __all__ = [
     "WorldConfig",
     "collate_items",
     "coverage",
+    "degenerate_examples",
     "generate_prompt",
     "measure",
     "measure_batch",
@@ -59,6 +64,7 @@ __all__ = [
     "render",
     "render_batch",
     "render_corrupted",
+    "render_degenerate",
     "render_trajectory",
     "sample_attributes",
     "score",

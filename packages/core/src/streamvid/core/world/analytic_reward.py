@@ -23,11 +23,17 @@ Axes, each in [0, 1]:
 - ``motion`` = ``moving * smooth * (1 - teleports)``: ``moving`` = mean over steps of ``sigmoid((|v| -
   static_px) / 0.05)``; ``smooth = 1 / (1 + rms_accel^2)`` within segments (turns allowed); ``teleports`` =
   mean of ``sigmoid((|v| - 3 median|v| - 1) / 0.2)`` (median detached), as in the oracle.
-- ``visual`` = ``crispness * cleanliness``: ``crispness = tanh(2 (r / 0.5)^2)`` with the oracle's edge ratio
-  ``r = sum d^2 / sum |d|`` over alpha's neighbour differences near the object (a smooth stand-in for its
-  ``clamp(r / 0.5)``); ``cleanliness = 1 / (1 + var / 0.03^2)``, ``var`` the mean squared background residual
-  away from the object (the oracle uses a robust std). The oracle's one-connected-object ``integrity`` has no
-  smooth counterpart here and is left out.
+- ``visual`` = ``crispness * cleanliness * integrity``: ``crispness = tanh(2 (r / 0.5)^2)`` with the oracle's
+  edge ratio ``r = sum d^2 / sum |d|`` over alpha's neighbour differences near the object (a smooth stand-in
+  for its ``clamp(r / 0.5)``); ``cleanliness = 1 / (1 + var / 0.03^2 + (n / 0.03)^2)``, ``var`` the mean
+  squared background residual away from the object and ``n`` a robust pixel-noise level over the whole frame,
+  ``median |x - box3x3(x)| / 0.636`` (the median of a Gaussian's high-pass residual is 0.636 sigma; a clean
+  render is flat almost everywhere, so its median is 0, whereas noise too strong or too uniform for a
+  background to exist, e.g. uniform noise where every pixel counts as "object", still raises it);
+  ``integrity`` = the mean over frames of ``sigmoid((compactness_max - k) / 0.15)``, ``k = E_alpha|p - c|^2 /
+  (area / 2 pi)`` the spread of the soft coverage around its centroid relative to a disc of the same area
+  (disc 1, square 1.05, triangle 1.21, two separate objects >= 1.5): the smooth counterpart of the oracle's
+  one-connected-object check.
 """
 
 from __future__ import annotations
@@ -67,6 +73,10 @@ class ShapesAnalyticRewardConfig(RewardConfig):
     """Width (px/frame) of the direction-agreement sigmoids."""
     static_px: float = 0.25
     """Step length (px) below which the object counts as static, as in the oracle."""
+    noise_scale: float = 0.03
+    """Pixel-noise level (std) at which the cleanliness factor is 1/2, as the oracle's."""
+    compactness_max: float = 1.8
+    """Spread of the coverage relative to a same-area disc at which ``integrity`` is 1/2 (one object <= 1.3)."""
 
 
 def _soft_alpha(video: Tensor, cfg: ShapesAnalyticRewardConfig) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -172,7 +182,27 @@ def _motion(reading: dict[str, Tensor], num_segments: int, cfg: ShapesAnalyticRe
     return moving * smooth * (1.0 - teleports)
 
 
-def _visual(video: Tensor, reading: dict[str, Tensor]) -> Tensor:
+def _noise_level(video: Tensor) -> Tensor:
+    """Robust pixel-noise std of ``video [T, 3, H, W]``: ``median |x - box3x3(x)| / 0.636`` (Gaussian noise of
+    std s leaves a high-pass residual of std 0.943 s, whose median absolute value is 0.636 s)."""
+    smooth = F.avg_pool2d(F.pad(video, (1, 1, 1, 1), mode="replicate"), 3, 1)
+    return (video - smooth).abs().flatten().median() / 0.636
+
+
+def _integrity(reading: dict[str, Tensor], cfg: ShapesAnalyticRewardConfig) -> Tensor:
+    """Mean over frames of ``sigmoid((compactness_max - k) / 0.15)``, ``k`` the coverage's spread around its
+    centroid over that of a same-area disc (``area / 2 pi``): one compact object ~1, two apart >= 1.5."""
+    alpha, pos, area = reading["alpha"], reading["positions"], reading["area"]
+    _, h, w = alpha.shape
+    xs = torch.arange(w, dtype=alpha.dtype, device=alpha.device) + 0.5
+    ys = torch.arange(h, dtype=alpha.dtype, device=alpha.device) + 0.5
+    d2 = (xs[None, None, :] - pos[:, 0, None, None]).pow(2) + (ys[None, :, None] - pos[:, 1, None, None]).pow(2)
+    spread = (alpha * d2).sum((1, 2)) / (area + _EPS)
+    k = spread / (area / (2 * torch.pi) + _EPS)
+    return torch.sigmoid((cfg.compactness_max - k) / 0.15).mean()
+
+
+def _visual(video: Tensor, reading: dict[str, Tensor], cfg: ShapesAnalyticRewardConfig) -> Tensor:
     near = F.max_pool2d((reading["alpha"].detach() > 0.5).float()[:, None], 7, 1, 3)[:, 0]  # <= 3 px away
     a = reading["projection"] * near  # ungated: the mask's sigmoid would sharpen blurred edges
     d = torch.cat([(a[:, :, 1:] - a[:, :, :-1]).flatten(1), (a[:, 1:] - a[:, :-1]).flatten(1)], 1)
@@ -181,7 +211,9 @@ def _visual(video: Tensor, reading: dict[str, Tensor]) -> Tensor:
     away = 1.0 - F.max_pool2d(near[:, None], 5, 1, 2)[:, 0]  # background >= 5 px from the object
     res = (video - reading["background"].view(1, 3, 1, 1)).pow(2).mean(1)
     var = (res * away).sum() / (away.sum() + _EPS)
-    return crisp / (1.0 + var / 0.03**2)
+    noise = _noise_level(video) / cfg.noise_scale
+    cleanliness = 1.0 / (1.0 + var / cfg.noise_scale**2 + noise.pow(2))
+    return crisp * cleanliness * _integrity(reading, cfg)
 
 
 class ShapesAnalyticReward(BaseReward):
@@ -207,5 +239,5 @@ class ShapesAnalyticReward(BaseReward):
             reading = soft_reading(clip, cfg)
             rows["text"].append(_text(reading, spec, cfg))
             rows["motion"].append(_motion(reading, len(spec.segments), cfg))
-            rows["visual"].append(_visual(clip, reading))
+            rows["visual"].append(_visual(clip, reading, cfg))
         return {axis: torch.stack(values) for axis, values in rows.items()}

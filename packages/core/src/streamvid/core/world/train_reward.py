@@ -4,7 +4,10 @@ Ground truth is the **oracle** (`world.oracle.score`), not `ShapesAnalyticReward
 the three axes, and the analytic reward is itself an approximation of it. Examples are made on the fly:
 
 - a video from `ShapesDataset`'s attribute sampler (``train`` split; a quarter of them with two motion
-  segments), rendered clean or with one corruption of `CORRUPTION_AXES` at a random strength;
+  segments), rendered clean, with one corruption of `CORRUPTION_AXES` at a random strength (up to heavy:
+  noise sigma 0.4, all but one frame frozen), or (``p_degenerate``) as one of the degenerate videos of
+  `world.degenerate` (blank, constant, noise, static, vanishing, two objects, blob, ...), so that the reward
+  ranks what a half-trained generator makes below good videos;
 - its prompt, in a random phrasing, or (with ``p_wrong_prompt``) a wrong one: colour, shape and/or some
   segment directions changed, so ``text`` takes all its levels;
 - targets: the oracle's ``(visual, motion, text)`` of that video against that prompt, and its readings
@@ -37,6 +40,7 @@ from tqdm import tqdm
 
 from streamvid.core.world.corrupt import CORRUPTION_AXES, render_corrupted
 from streamvid.core.world.dataset import SPLITS, sample_attributes
+from streamvid.core.world.degenerate import DEGENERATE_AXES, degenerate_examples, render_degenerate
 from streamvid.core.world.learned_reward import (
     WEIGHTS_FILE,
     ShapesLearnedReward,
@@ -53,10 +57,10 @@ __all__ = ["STRENGTHS", "TrainRewardConfig", "heldout_metrics", "main", "make_ex
 
 AXES = ShapesLearnedReward.axes
 STRENGTHS: dict[str, tuple[float, float]] = {
-    "jitter": (0.1, 2.5),
-    "frozen": (1, 6),
-    "blur": (0.3, 2.0),
-    "noise": (0.01, 0.15),
+    "jitter": (0.1, 3.0),
+    "frozen": (1, 10),
+    "blur": (0.3, 2.5),
+    "noise": (0.01, 0.4),
 }
 """Corruption kind -> (low, high) of the uniformly drawn ``strength`` (``frozen``: integer frames)."""
 EVAL_STREAM = 1_000_003  # the evaluation set does not depend on the training seed
@@ -86,12 +90,16 @@ class TrainRewardConfig:
     """Weight of the auxiliary colour / shape / direction cross-entropies (labels: the oracle's readings)."""
     p_clean: float = 0.3
     """Probability that a video is left uncorrupted."""
+    p_degenerate: float = 0.15
+    """Probability that a video is one of the degenerate kinds of `world.degenerate` (uniform over kinds)."""
     p_wrong_prompt: float = 0.25
     """Probability that a video is paired with a wrong prompt."""
     p_two_segments: float = 0.25
     """Probability of a two-segment video ("moving left, then up")."""
     eval_val: int = 192
     """Held-out examples per evaluation block (one per axis, one mixed) from the ``val`` split."""
+    eval_degenerate: int = 32
+    """Val videos whose degenerate versions are scored against them (`degenerate_margins`)."""
     eval_heldout: int = 64
     """Held-out examples per evaluation block from the ``heldout`` split (unseen colour-shape pairs)."""
     net: ShapesRewardNetConfig = field(default_factory=ShapesRewardNetConfig)
@@ -132,6 +140,8 @@ def make_example(
     attrs, prompt = sample_attributes(world, split, int(rng.integers(2**31)))
     if focus is None:
         kind = "clean" if rng.random() < cfg.p_clean else str(rng.choice(list(CORRUPTION_AXES)))
+        if rng.random() < cfg.p_degenerate:
+            kind = str(rng.choice(list(DEGENERATE_AXES)))
         wrong = rng.random() < cfg.p_wrong_prompt
     else:
         kinds = [k for k, a in CORRUPTION_AXES.items() if a == focus] + (["wrong_prompt"] * (focus == "text"))
@@ -141,6 +151,8 @@ def make_example(
     seed = int(rng.integers(2**31))
     if kind == "clean":
         video = render(attrs, world)
+    elif kind in DEGENERATE_AXES:
+        video = render_degenerate(attrs, kind, world, seed=seed)
     else:
         lo, hi = STRENGTHS.get(kind, (0.0, 0.0))
         strength = (
@@ -258,6 +270,21 @@ def heldout_metrics(net: ShapesRewardNet, cfg: TrainRewardConfig) -> dict:
             block["ceiling"][AXES[k]] = round(spearman_ceiling(truth[:, k]), 4)
             block["mae"][AXES[k]] = round(float((pred[:, k] - truth[:, k]).abs().mean()), 4)
     out["eval_examples_per_block"] = sum(sizes.values())
+    out["degenerate_margins"] = degenerate_margins(net, cfg.eval_degenerate)
+    return out
+
+
+def degenerate_margins(net: ShapesRewardNet, n: int) -> dict[str, dict[str, float]]:
+    """Per degenerate kind: the mean over ``n`` val videos of (clean - degenerate) per axis, and the share of
+    videos whose degenerate version scores below the clean one on every axis the kind claims."""
+    clean, prompts, kinds = degenerate_examples("val", n)
+    base = predict(net, clean, prompts)
+    out = {}
+    for kind, videos in kinds.items():
+        margin = base - predict(net, videos, prompts)  # [n, 3]
+        claimed = [AXES.index(a) for a in DEGENERATE_AXES[kind]]
+        out[kind] = {a: round(float(margin[:, k].mean()), 4) for k, a in enumerate(AXES)}
+        out[kind]["ranked_below"] = round(float((margin[:, claimed] > 0).all(1).float().mean()), 4)
     return out
 
 

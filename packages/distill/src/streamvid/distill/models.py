@@ -1,0 +1,160 @@
+"""Networks of the training stages: build from a config, check and load diffusers directories, export atomically.
+
+Every model a stage writes is a diffusers directory (`save_pretrained`: ``config.json`` +
+``diffusion_pytorch_model.safetensors``) that loads back with ``<Class>.from_pretrained(path)``:
+`ConvFlowNet` (the shapes-world teacher) or `CausalWanModel` (a Wan teacher, the causal student).
+
+The checks here read only ``config.json`` (no weights, no diffusers import), so a stage reports a missing or
+mismatched directory before it builds anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from streamvid.core.config import ConfigError
+from streamvid.core.model_config import WanModelConfig
+
+__all__ = [
+    "MODEL_CLASSES",
+    "build_conv",
+    "build_wan",
+    "check_model_dir",
+    "check_same_config",
+    "export_model",
+    "load_model_dir",
+    "wan_sizes",
+    "zero_init_wan",
+]
+
+MODEL_CLASSES = ("ConvFlowNet", "CausalWanModel", "WanTransformer3DModel")
+"""`_class_name`s of the diffusers directories the stages read (a stock Wan loads as `CausalWanModel`)."""
+WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safetensors.index.json")
+
+
+def check_model_dir(path: str | os.PathLike, key: str) -> dict[str, Any]:
+    """The ``config.json`` of the diffusers model directory ``path`` (set by config key ``key``).
+
+    Raises `ConfigError` naming the key and the path when the directory, its config or its weights are
+    missing, or when its class is not one of `MODEL_CLASSES`.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{key}: model directory not found: {path}")
+    if not path.is_dir():
+        raise ConfigError(f"{key}: {path} is a file; expected a diffusers model directory (save_pretrained)")
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise ConfigError(f"{key}: {path} has no config.json; expected a diffusers model directory")
+    if not any((path / name).is_file() for name in WEIGHT_FILES):
+        raise ConfigError(f"{key}: {path} has no weights ({' or '.join(WEIGHT_FILES)})")
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{key}: cannot read {config_file}: {err}") from None
+    name = config.get("_class_name") if isinstance(config, dict) else None
+    if name not in MODEL_CLASSES:
+        raise ConfigError(f"{key}: {config_file} describes a {name!r}; expected one of {', '.join(MODEL_CLASSES)}")
+    return config
+
+
+def check_same_config(found: dict[str, Any], wanted: dict[str, Any], where: str, key: str) -> None:
+    """Raise `ConfigError` when a saved model's ``config.json`` (``found``) differs from the sizes the stage
+    config builds (``wanted``): "checkpoint of another model size". A key missing from ``found`` counts as
+    ``wanted``'s default when ``wanted`` comes from `wan_sizes` (stock Wan configs lack the causal-only keys)."""
+    diffs = []
+    for name, value in wanted.items():
+        saved = found.get(name, WAN_OPTIONAL_DEFAULTS.get(name))
+        if isinstance(value, tuple) or isinstance(saved, list):
+            value, saved = list(value) if value is not None else None, list(saved) if saved is not None else None
+        if saved != value:
+            diffs.append(f"{name}={saved!r} there, {value!r} in the config")
+    if diffs:
+        shown = "; ".join(diffs[:4]) + (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else "")
+        raise ConfigError(f"{key}: {where} is another model size: {shown}")
+
+
+WAN_OPTIONAL_DEFAULTS = {
+    f.name: f.default for f in dataclasses.fields(WanModelConfig) if f.name in ("text_adaln", "learned_positions")
+}
+"""`CausalWanModel`-only sizes, absent from a stock Wan's config.json."""
+
+
+def wan_sizes(cfg: WanModelConfig) -> dict[str, Any]:
+    """Every `WanModelConfig` field (the causal-only ones too, unlike `to_diffusers_kwargs`), to compare with a
+    saved model's config.json."""
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+
+
+def conv_kwargs(cfg, in_channels: int) -> dict[str, Any]:
+    """`ConvFlowNet` constructor arguments from a `ConvNetConfig`."""
+    return {
+        "in_channels": in_channels,
+        "text_dim": cfg.text_dim,
+        "width": cfg.width,
+        "cond_dim": cfg.cond_dim,
+        "freq_dim": cfg.freq_dim,
+    }
+
+
+def build_conv(cfg, in_channels: int) -> torch.nn.Module:
+    from streamvid.core.conv_flow import ConvFlowNet
+
+    return ConvFlowNet(**conv_kwargs(cfg, in_channels))
+
+
+def build_wan(cfg: WanModelConfig, zero_init: bool = True) -> torch.nn.Module:
+    from streamvid.core.causal_wan import CausalWanModel
+
+    model = CausalWanModel(**cfg.to_diffusers_kwargs())
+    if zero_init:
+        zero_init_wan(model)
+    return model
+
+
+def zero_init_wan(model: torch.nn.Module) -> None:
+    """Zero the output head and every block's residual-branch output projection (DiT's adaLN-Zero): each block
+    starts as the identity and the first prediction is 0, which speeds up early training (the bench's recipe)."""
+    for block in model.blocks:
+        for layer in (block.attn1.to_out[0], block.attn2.to_out[0], block.ffn.net[-1]):
+            torch.nn.init.zeros_(layer.weight)
+            torch.nn.init.zeros_(layer.bias)
+    torch.nn.init.zeros_(model.proj_out.weight)
+    torch.nn.init.zeros_(model.proj_out.bias)
+
+
+def load_model_dir(path: str | os.PathLike, key: str) -> torch.nn.Module:
+    """Load a diffusers directory checked by `check_model_dir` with its own class (stock Wan -> CausalWanModel)."""
+    config = check_model_dir(path, key)
+    if config["_class_name"] == "ConvFlowNet":
+        from streamvid.core.conv_flow import ConvFlowNet as cls
+    else:
+        from streamvid.core.causal_wan import CausalWanModel as cls
+    return cls.from_pretrained(str(path))
+
+
+def export_model(model: torch.nn.Module, out_dir: str | os.PathLike) -> Path:
+    """``model.save_pretrained`` into ``out_dir``, atomically per file.
+
+    Everything is written to a temporary folder inside ``out_dir`` first and then renamed into place
+    (`os.replace`), the weights last: an interrupted export leaves the previous files complete. Other files in
+    ``out_dir`` (the resolved config, a run folder) are kept.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=".export-"))
+    try:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        for name in sorted(os.listdir(tmp), key=lambda n: (n.endswith(".safetensors"), n)):
+            os.replace(tmp / name, out_dir / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir

@@ -1,0 +1,190 @@
+"""The one Lightning Trainer setup of every training stage (teacher, ODE init; DMD / Stream-R1 extend it).
+
+`build_trainer(cfg, run_dir)` gives a `lightning.pytorch.Trainer` with
+
+* ``run_dir/checkpoints/``: `StepCheckpoint` every ``checkpoint_every`` steps and at the last step, the newest
+  one kept plus ``last.ckpt`` (Lightning writes checkpoints atomically);
+* ``run_dir/logs/csv/version_N/metrics.csv`` and ``run_dir/logs/tensorboard/version_N/`` (a new version per
+  launch, so a resumed run never overwrites the logs of the first one);
+* the learning rate logged every step, a progress bar, gradient-norm clipping, bf16 autocast or fp32.
+
+Resume: `resolve_resume` picks the checkpoint (``auto``: ``last.ckpt`` when it exists) and
+`check_checkpoint` compares its weights with the module the config builds *before* any expensive work, so a
+checkpoint of another model size is a one-line `ConfigError`, not a traceback after rendering the data.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from streamvid.core.config import ConfigError
+from streamvid.distill.stage_config import TrainerConfig
+
+__all__ = [
+    "ExportCallback",
+    "StepCheckpoint",
+    "StepProgressBar",
+    "build_trainer",
+    "check_checkpoint",
+    "checkpoint_dir",
+    "resolve_resume",
+]
+
+LAST = "last.ckpt"
+
+# Expected on CPU with a step-indexed dataset in the main process; not actionable here.
+warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+# Batches are pure functions of the step (`StepBatches` starts at the checkpoint's step): resuming is exact.
+warnings.filterwarnings("ignore", message=r".*your dataloader is not resumable.*")
+warnings.filterwarnings("ignore", message=r".*GPU available but not used.*")
+# The EMA copy is frozen in eval mode on purpose.
+warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """`ModelCheckpoint` every N steps that also saves the final step (Lightning only saves on its schedule)."""
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        if self._last_global_step_saved != trainer.global_step and trainer.global_step > 0:
+            candidates = self._monitor_candidates(trainer)
+            self._save_topk_checkpoint(trainer, candidates)
+            self._save_last_checkpoint(trainer, candidates)
+
+
+class StepProgressBar(TQDMProgressBar):
+    """A progress bar over the optimiser steps of the whole run (a resumed run starts at its checkpoint's step)."""
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        super().on_train_epoch_start(trainer, *args)
+        bar = self.train_progress_bar
+        bar.reset(total=trainer.max_steps)
+        bar.initial = bar.n = trainer.global_step
+        bar.set_description("steps")
+        bar.refresh()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        bar, n = self.train_progress_bar, trainer.global_step
+        if bar is not None and self._should_update(n, bar.total):
+            bar.n = n
+            bar.set_postfix(self.get_metrics(trainer, pl_module))
+            bar.refresh()
+
+
+class ExportCallback(Callback):
+    """Call ``export(module)`` every ``every_n_steps`` optimiser steps (the stage exports the final model itself)."""
+
+    def __init__(self, export: Callable[[pl.LightningModule], Any], every_n_steps: int) -> None:
+        self.export, self.every_n_steps = export, every_n_steps
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step % self.every_n_steps == 0 and trainer.is_global_zero:
+            self.export(pl_module)
+
+
+def checkpoint_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def build_trainer(
+    cfg: TrainerConfig,
+    run_dir: str | Path,
+    *,
+    grad_clip: float = 0.0,
+    callbacks: Sequence[Callback] = (),
+    **overrides: Any,
+) -> pl.Trainer:
+    """The stages' Trainer: ``cfg.max_steps`` optimiser steps, checkpoints and logs under ``run_dir``.
+
+    Args:
+        cfg: the trainer section of a stage config.
+        run_dir: where checkpoints (``checkpoints/``) and logs (``logs/``) go.
+        grad_clip: gradient-norm clip value (0: off).
+        callbacks: extra callbacks (after the checkpoint and learning-rate callbacks).
+        overrides: further `Trainer` keyword arguments (e.g. ``strategy=`` for DeepSpeed).
+    """
+    run_dir = Path(run_dir)
+    logs = run_dir / "logs"
+    checkpoint = StepCheckpoint(
+        dirpath=checkpoint_dir(run_dir),
+        filename="{step:07d}",
+        save_last=True,
+        save_top_k=1,
+        every_n_train_steps=cfg.checkpoint_every,
+    )
+    kwargs: dict[str, Any] = {
+        "accelerator": cfg.accelerator,
+        "devices": cfg.devices,
+        "precision": cfg.precision,
+        "max_steps": cfg.max_steps,
+        "max_epochs": -1,
+        "limit_val_batches": 0,
+        "num_sanity_val_steps": 0,
+        "log_every_n_steps": cfg.log_every,
+        "enable_progress_bar": cfg.progress_bar,
+        "enable_model_summary": True,
+        "gradient_clip_val": grad_clip or None,
+        "gradient_clip_algorithm": "norm",
+        "logger": [CSVLogger(logs, name="csv"), TensorBoardLogger(logs, name="tensorboard")],
+        "callbacks": [
+            checkpoint,
+            LearningRateMonitor(logging_interval="step"),
+            *([StepProgressBar()] if cfg.progress_bar else []),
+            *callbacks,
+        ],
+        "default_root_dir": str(run_dir),
+    }
+    kwargs.update(overrides)
+    return pl.Trainer(**kwargs)
+
+
+def resolve_resume(resume: str, run_dir: str | Path) -> Path | None:
+    """The checkpoint to resume from: ``auto`` -> ``run_dir/checkpoints/last.ckpt`` when it exists, ``never`` ->
+    None, anything else a checkpoint path that must exist (`ConfigError` otherwise)."""
+    if resume == "never":
+        return None
+    if resume == "auto":
+        last = checkpoint_dir(run_dir) / LAST
+        return last if last.is_file() else None
+    path = Path(resume)
+    if not path.is_file():
+        raise ConfigError(f"resume: checkpoint not found: {path} (give a .ckpt file, 'auto' or 'never')")
+    return path
+
+
+def check_checkpoint(path: str | Path, module: torch.nn.Module) -> dict[str, Any]:
+    """Read a Lightning checkpoint (tensors and plain data only) and check that its weights fit ``module``.
+
+    Returns the checkpoint dict (for ``global_step``). Raises `ConfigError` naming the file and the first
+    differing parameters when the checkpoint holds another model (other sizes, other layers).
+    """
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the user's input
+        raise ConfigError(f"resume: cannot read checkpoint {path}: {type(err).__name__}: {err}") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ConfigError(f"resume: {path} is not a Lightning checkpoint (no state_dict)")
+    saved, wanted = ckpt["state_dict"], module.state_dict()
+    problems = [f"{k} missing" for k in wanted if k not in saved]
+    problems += [f"{k} unexpected" for k in saved if k not in wanted]
+    problems += [
+        f"{k} {list(saved[k].shape)} there, {list(v.shape)} in the config"
+        for k, v in wanted.items()
+        if k in saved and tuple(saved[k].shape) != tuple(v.shape)
+    ]
+    if problems:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        raise ConfigError(
+            f"resume: checkpoint {path} holds another model than the config builds ({shown}); "
+            "use the config it was trained with, or resume=never"
+        )
+    return ckpt
