@@ -8,6 +8,7 @@ and its contract tests.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import subprocess
 import sys
 from collections.abc import Callable
@@ -22,10 +23,12 @@ from test_videoalign import tiny_videoalign
 from streamvid.core.rewards import (
     AXES,
     BaseReward,
+    RewardConfig,
     RewardModel,
     RewardOutput,
     build_reward,
     registered_rewards,
+    reward_config_class,
     saliency,
 )
 from streamvid.core.rewards import registry as registry_module
@@ -192,6 +195,24 @@ def test_importing_the_interface_does_not_import_adapters():
             "print('transformers' in sys.modules, 'streamvid.core.rewards.videoalign' in sys.modules)")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_config_classes_are_importable_without_their_adapters():
+    code = ("import sys, streamvid.core.rewards as r\n"
+            "configs = [r.VideoAlignConfig(), r.CLIPFrameScoreConfig(), r.AestheticConfig(),\n"
+            "           r.ShapesAnalyticRewardConfig(), r.ShapesLearnedRewardConfig(), r.RewardSelection('videoalign')]\n"
+            "adapters = ('videoalign', 'clip_frames', 'analytic_reward', 'learned_reward')\n"
+            "print(sorted(m for m in sys.modules if m.rsplit('.', 1)[-1] in adapters or m == 'transformers'))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["[]"]
+
+
+@pytest.mark.parametrize("name", registered_rewards())
+def test_every_registered_reward_has_a_typed_config(name):
+    config_class = reward_config_class(name)
+    assert dataclasses.is_dataclass(config_class) and issubclass(config_class, RewardConfig)
+    with pytest.raises(ValueError, match=rf"unknown option\(s\) \['nope'\] for reward '{name}'.*valid: \["):
+        build_reward(name, nope=1)
 
 
 # ---------------------------------------------------------------- ranking on the shapes world

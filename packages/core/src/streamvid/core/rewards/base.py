@@ -118,12 +118,19 @@ def combine_axes(axes: Mapping[str, Tensor], how: str) -> Tensor:
 
 @dataclass
 class RewardConfig:
-    """Fields every reward adapter's config has; an adapter's config dataclass subclasses this."""
+    """Fields every reward adapter's config has; an adapter's config dataclass subclasses this.
+
+    The built-in adapters' configs are declared in `streamvid.core.rewards.configs`. A subclass that defines
+    ``__post_init__`` calls ``super().__post_init__()`` (which checks ``combine``).
+    """
 
     combine: str = "mean"
     """How ``score`` is made from the axes: ``"mean"``, ``"sum"`` or one axis name (`COMBINE_MODES`)."""
     differentiable: bool = True
     """Score with autograd enabled (`saliency` needs it); False scores under no_grad (cheaper)."""
+
+    def __post_init__(self) -> None:
+        check_choice("combine", self.combine, COMBINE_MODES)
 
 
 @dataclass
@@ -135,13 +142,18 @@ class ModelRewardConfig(RewardConfig):
     device: str = "cpu"
     """Device the weights live on."""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("dtype", self.dtype, DTYPES)
+
 
 class BaseReward(nn.Module, abc.ABC):
     """Common machinery for reward adapters: input checks, no_grad when not differentiable, axis combining.
 
     Subclasses set ``axes`` (class attribute), implement `score_axes`, and keep their settings in a config
-    dataclass named by ``config_class`` that subclasses `RewardConfig` (or `ModelRewardConfig`). ``Class.build(**kwargs)`` makes the config and calls `from_config`; the
-    registry uses it.
+    dataclass named by ``config_class`` that subclasses `RewardConfig` (or `ModelRewardConfig`; built-in ones
+    live in `streamvid.core.rewards.configs`). The registry builds a reward with `check_config` then
+    `from_config`; ``Class.build(**kwargs)`` does the same from keywords.
 
     Args:
         config: the adapter's config dataclass instance (kept as ``self.config``).

@@ -15,15 +15,14 @@ mean/std, so gradients reach the pixels.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from streamvid.core.config import check_choice
-from streamvid.core.rewards.base import BaseReward, ModelRewardConfig
+from streamvid.core.rewards.base import BaseReward
+from streamvid.core.rewards.configs import AESTHETIC_ACTIVATIONS, AestheticConfig, CLIPFrameScoreConfig
 from streamvid.core.rewards.qwen2vl_preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 __all__ = [
@@ -36,43 +35,7 @@ __all__ = [
     "load_clip",
 ]
 
-_ACTIVATIONS = {"none": nn.Identity, "relu": nn.ReLU, "gelu": nn.GELU}
-
-
-@dataclass
-class CLIPFrameScoreConfig(ModelRewardConfig):
-    """Settings of `CLIPFrameScore`."""
-
-    model_dir: str = ""
-    """transformers CLIP folder: config.json, model.safetensors (or pytorch_model.bin), tokenizer files."""
-    num_frames: int | None = None
-    """Frames scored per video, uniformly spread; None scores every frame."""
-    scale: float = 1.0
-    """Multiplier of the cosine similarity (CLIPScore: 100)."""
-    mean: float = 0.0
-    """Subtracted after scaling (z-normalisation; 0 / 1 keep the raw scaled cosine)."""
-    std: float = 1.0
-
-
-@dataclass
-class AestheticConfig(ModelRewardConfig):
-    """Settings of `AestheticScore`."""
-
-    model_dir: str = ""
-    """transformers CLIP folder (config.json and weights; the text tower is not used)."""
-    head_path: str = ""
-    """``.safetensors`` (or ``.pth``) file of the MLP head: 2-D ``*weight`` and optional ``*bias`` tensors."""
-    num_frames: int | None = None
-    """Frames scored per video, uniformly spread; None scores every frame."""
-    activation: str = "none"
-    """Between head layers: "none" (LAION aesthetic v2 is purely linear), "relu" or "gelu"."""
-    normalize_embeds: bool = True
-    """L2-normalise the CLIP image embedding before the head (LAION predictors expect it)."""
-    mean: float = 0.0
-    std: float = 1.0
-
-    def __post_init__(self) -> None:
-        check_choice("activation", self.activation, tuple(_ACTIVATIONS))
+_ACTIVATIONS = dict(zip(AESTHETIC_ACTIVATIONS, (nn.Identity, nn.ReLU, nn.GELU), strict=True))
 
 
 def clip_preprocess(frames: Tensor, size: int, crop: int | None = None) -> Tensor:

@@ -19,7 +19,8 @@ Everything after frame selection is differentiable w.r.t. the input pixels.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +30,7 @@ __all__ = [
     "OPENAI_CLIP_MEAN",
     "OPENAI_CLIP_STD",
     "Qwen2VLVideoPreprocessor",
+    "Qwen2VLVideoSettings",
     "patchify",
     "rows_to_grid",
     "sample_frame_indices",
@@ -108,23 +110,41 @@ def rows_to_grid(values: Tensor, grid_thw: tuple[int, int, int], merge_size: int
     return x.reshape(*values.shape[:-1], t, h, w)
 
 
-@dataclass(frozen=True)
-class Qwen2VLVideoPreprocessor:
-    """Video batch ``[B, T, 3, H, W]`` in [0, 1] -> Qwen2-VL ``pixel_values_videos`` and ``video_grid_thw``.
+@dataclass
+class Qwen2VLVideoSettings:
+    """Frame sampling and resize bounds of Qwen2-VL video input: the preprocessing a reward config exposes.
 
-    Attributes mirror VideoAlign's data config and the Qwen2-VL processor; see the module docstring.
+    Declared once here: `Qwen2VLVideoPreprocessor` derives from it (adding the model's patch geometry) and so
+    does `streamvid.core.rewards.configs.VideoAlignConfig` (whose fields these are).
     """
 
     fps: float | None = 2.0
-    """Sampling rate of the frames fed to the model; None keeps all frames."""
+    """Frame sampling rate fed to the model (VideoAlign was trained at 2); None feeds every frame (Stream-R1's
+    training path)."""
     video_fps: float = 16.0
     """Frame rate of the input tensors (Wan: 16)."""
     min_frames: int = 4
+    """Fewest frames sampled (qwen-vl-utils ``FPS_MIN_FRAMES``)."""
     max_frames: int = 768
+    """Most frames sampled (qwen-vl-utils ``FPS_MAX_FRAMES``)."""
     min_pixels: int = 128 * 28 * 28
-    """qwen-vl-utils' VIDEO_MIN_PIXELS (small frames are upscaled to at least this)."""
+    """Lower bound of resized frame area (qwen-vl-utils VIDEO_MIN_PIXELS; small frames are upscaled to it)."""
     max_pixels: int = 200704
-    """VideoAlign's ``max_frame_pixels`` (256 * 28 * 28)."""
+    """Upper bound of resized frame area (VideoAlign ``max_frame_pixels``, 256 * 28 * 28; 480x832 -> 336x588)."""
+
+    def video_settings(self) -> dict[str, Any]:
+        """The `Qwen2VLVideoSettings` fields of this object, by name (e.g. to make a preprocessor from a config)."""
+        return {f.name: getattr(self, f.name) for f in fields(Qwen2VLVideoSettings)}
+
+
+@dataclass
+class Qwen2VLVideoPreprocessor(Qwen2VLVideoSettings):
+    """Video batch ``[B, T, 3, H, W]`` in [0, 1] -> Qwen2-VL ``pixel_values_videos`` and ``video_grid_thw``.
+
+    `Qwen2VLVideoSettings` (sampling and pixel bounds, as in VideoAlign's data config) plus the vision tower's
+    patch geometry and CLIP normalisation; see the module docstring.
+    """
+
     patch_size: int = 14
     temporal_patch_size: int = 2
     merge_size: int = 2

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from streamvid.core.rewards.base import BaseReward, ModelRewardConfig
+from streamvid.core.rewards.base import BaseReward
+from streamvid.core.rewards.configs import VideoAlignConfig
 from streamvid.core.rewards.qwen2vl_preprocess import Qwen2VLVideoPreprocessor
 from streamvid.core.rewards.videoalign_prompt import REWARD_TOKENS, build_prompt, format_chat, load_template
 
@@ -42,43 +42,6 @@ EXPECTED_WEIGHTS = (
 )
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
 _LORA_KEY = re.compile(r"^(.*)\.lora_([AB])(?:\.[^.]+)?\.weight$")
-
-
-@dataclass
-class VideoAlignConfig(ModelRewardConfig):
-    """Settings of `VideoAlignReward`; defaults reproduce VideoAlign's released inference setup."""
-
-    checkpoint_dir: str = ""
-    """Folder with the reward weights (see module docstring); required."""
-    base_model_dir: str = ""
-    """Qwen2-VL-2B-Instruct folder (config.json, tokenizer; weights for the LoRA layout). "" = checkpoint_dir."""
-    checkpoint_step: int | None = None
-    """Use ``checkpoint-<step>/``; None: the highest step, or the folder itself if it holds the weights."""
-    normalize: bool = True
-    """z-normalise raw VQ/MQ/TA with ``norm_mean``/``norm_std`` (reference ``use_norm=True``)."""
-    norm_mean: tuple[float, float, float] = (3.6757, 1.1646, 2.8105)
-    """Published means of raw VQ, MQ, TA (model_config.json ``inference_config``)."""
-    norm_std: tuple[float, float, float] = (2.2476, 1.3811, 2.5121)
-    """Published standard deviations of raw VQ, MQ, TA."""
-    fps: float | None = 2.0
-    """Frame sampling rate fed to the model (trained at 2); None feeds every frame (Stream-R1's path)."""
-    video_fps: float = 16.0
-    """Frame rate of the input videos (Wan: 16)."""
-    min_frames: int = 4
-    max_frames: int = 768
-    min_pixels: int = 128 * 28 * 28
-    """Lower bound of resized frame area (qwen-vl-utils VIDEO_MIN_PIXELS)."""
-    max_pixels: int = 200704
-    """Upper bound of resized frame area (VideoAlign ``max_frame_pixels``; 480x832 -> 336x588)."""
-    prompt_template_file: str = ""
-    """Text file with the prompt template ({prompt} + the three tokens); "" = our detailed_special paraphrase."""
-    lora_r: int | None = None
-    """LoRA rank; None: adapter_config.json ``r``, model_config.json ``peft_lora_config.lora_r``, else 64."""
-    lora_alpha: float | None = None
-    """LoRA alpha; None: adapter_config.json / model_config.json, else 128."""
-    attn_implementation: str = "sdpa"
-    gradient_checkpointing: bool = False
-    """Recompute activations in backward (for saliency on the 2B model)."""
 
 
 def find_checkpoint(root: str | Path, step: int | None = None) -> tuple[str, Path]:
@@ -281,10 +244,8 @@ class VideoAlignReward(BaseReward):
         vision = backbone.config.vision_config
         self.merge = int(vision.spatial_merge_size)
         self.preprocess = Qwen2VLVideoPreprocessor(
-            fps=config.fps, video_fps=config.video_fps, min_frames=config.min_frames,
-            max_frames=config.max_frames, min_pixels=config.min_pixels, max_pixels=config.max_pixels,
-            patch_size=int(vision.patch_size), temporal_patch_size=int(vision.temporal_patch_size),
-            merge_size=self.merge,
+            **config.video_settings(), patch_size=int(vision.patch_size),
+            temporal_patch_size=int(vision.temporal_patch_size), merge_size=self.merge,
         )  # fmt: skip
         self.video_token_id = int(backbone.config.video_token_id)
         vocab = tokenizer.get_vocab()

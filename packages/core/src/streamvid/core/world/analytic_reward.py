@@ -38,13 +38,12 @@ Axes, each in [0, 1]:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from streamvid.core.rewards.base import BaseReward, RewardConfig
+from streamvid.core.rewards.base import BaseReward
+from streamvid.core.rewards.configs import ShapesAnalyticRewardConfig
 from streamvid.core.world.corrupt import gaussian_blur
 from streamvid.core.world.prompts import PromptSpec, parse_prompt
 from streamvid.core.world.render import DIRECTIONS, PALETTE, SHAPES, coverage, segment_frame_ranges
@@ -53,30 +52,6 @@ __all__ = ["ShapesAnalyticReward", "ShapesAnalyticRewardConfig", "soft_reading"]
 
 _AREA_TO_SIZE = (1.0, 4 / torch.pi, 2.0)  # bounding-box side = sqrt(area * ratio), in `SHAPES` order
 _EPS = 1e-6
-
-
-@dataclass
-class ShapesAnalyticRewardConfig(RewardConfig):
-    """Settings of `ShapesAnalyticReward`; axes are in [0, 1] with no further normalisation."""
-
-    mask_threshold: float = 0.35
-    """Distance from the background colour (RGB, L2) at which the soft foreground mask is 1/2."""
-    mask_temperature: float = 0.05
-    """Width of the foreground sigmoid (RGB distance)."""
-    colour_temperature: float = 0.03
-    """Temperature of the colour softmax over squared palette distances (palette gaps are >= 0.42)."""
-    shape_temperature: float = 0.05
-    """Temperature of the shape softmax over template residuals (per unit area)."""
-    shape_blurs: tuple[float, ...] = (0.0, 0.75, 1.5)
-    """Template blur sigmas (px); each shape's residual is the best over them, so blur is not a wrong shape."""
-    dir_temperature: float = 0.2
-    """Width (px/frame) of the direction-agreement sigmoids."""
-    static_px: float = 0.25
-    """Step length (px) below which the object counts as static, as in the oracle."""
-    noise_scale: float = 0.03
-    """Pixel-noise level (std) at which the cleanliness factor is 1/2, as the oracle's."""
-    compactness_max: float = 1.8
-    """Spread of the coverage relative to a same-area disc at which ``integrity`` is 1/2 (one object <= 1.3)."""
 
 
 def _soft_alpha(video: Tensor, cfg: ShapesAnalyticRewardConfig) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -3,8 +3,10 @@
 Stream-R1 weights each rollout by ``exp(beta * reward)`` and Stream-T1 keeps the candidates its reward
 prefers, so a reward that rates a blank, frozen or noisy clip highly is the first hole both methods fall into.
 Every reward trained or searched against must score each video below the clean video it derives from, on
-``score`` and on every axis listed for its kind (the axes on which the oracle rates it clearly worse; a static
-video, say, is still perfectly crisp, so ``visual`` is not claimed for it).
+``score`` and on every axis listed for its kind: the axes on which the oracle rates the kind clearly worse on
+average (a drop of at least 0.2; a static video is still perfectly crisp, so ``visual`` is not claimed for it).
+The contract asks more of a reward than the oracle gives per clip: the oracle can still read the colour,
+shape and direction of some heavily noised clips, and a reward must score every one of them lower anyway.
 
 =========================  ======================  =========================================================
 kind                       axes lowered            what

@@ -38,7 +38,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from streamvid.core.rewards.base import BaseReward, RewardConfig, check_reward_inputs
+from streamvid.core.rewards.base import BaseReward, check_reward_inputs
+from streamvid.core.rewards.configs import ShapesLearnedRewardConfig
 from streamvid.core.world.prompts import parse_prompt
 from streamvid.core.world.render import DIRECTIONS, PALETTE, SHAPES, segment_frame_ranges
 
@@ -200,14 +201,6 @@ def save_reward_net(net: ShapesRewardNet, directory: str | Path, extra: dict | N
     meta = {"net": dataclasses.asdict(net.config), "axes": list(ShapesLearnedReward.axes), **(extra or {})}
     (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return directory
-
-
-@dataclass
-class ShapesLearnedRewardConfig(RewardConfig):
-    """Settings of `ShapesLearnedReward`; axes are sigmoid outputs in [0, 1], trained on oracle scores."""
-
-    path: str | None = None
-    """Checkpoint directory (``reward.safetensors`` + ``reward.json``); None: the shipped one."""
 
 
 class ShapesLearnedReward(BaseReward):

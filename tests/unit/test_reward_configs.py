@@ -1,0 +1,264 @@
+"""Typed reward configs: one dataclass per reward, selected by name, from keywords, code or YAML.
+
+Every registered reward is built through its typed config (`build_reward_from_config`) and through a YAML
+``reward:`` section (`RewardSelection` via `load_config`), and scores exactly as the keyword build does;
+unknown fields fail naming the reward (keywords) or the key and the file (YAML); loading a selection
+imports no adapter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from test_rewards_contract import PROMPTS, TINY_BUILDERS, VIDEO_SHAPE
+
+from streamvid.core.config import ConfigError, load_config, save_resolved_config
+from streamvid.core.rewards import (
+    AestheticConfig,
+    ModelRewardConfig,
+    RewardConfig,
+    RewardSelection,
+    ShapesAnalyticRewardConfig,
+    ShapesLearnedRewardConfig,
+    VideoAlignConfig,
+    build_reward,
+    build_reward_from_config,
+    registered_rewards,
+    reward_config,
+    reward_config_class,
+)
+from streamvid.core.rewards import configs as configs_module
+from streamvid.core.rewards import registry as registry_module
+from streamvid.core.rewards.qwen2vl_preprocess import Qwen2VLVideoPreprocessor, Qwen2VLVideoSettings
+
+
+@dataclass
+class Schema:
+    """A config schema with a reward section, as a stage or eval config would hold it."""
+
+    seed: int = 0
+    reward: RewardSelection | None = None
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory):
+    return tmp_path_factory.mktemp("reward_configs")
+
+
+@pytest.fixture(scope="module")
+def video():
+    return torch.rand(VIDEO_SHAPE, generator=torch.Generator().manual_seed(0))
+
+
+# ---------------------------------------------------------------- one declaration per config
+
+
+def test_selection_has_one_section_per_builtin_reward_typed_by_its_config_class():
+    assert set(RewardSelection.sections()) == set(registry_module._BUILTIN)
+    hints = typing.get_type_hints(RewardSelection)
+    for name in RewardSelection.sections():
+        config_class = reward_config_class(name)  # the adapter's config_class
+        assert hints[name] == config_class | None, name
+        assert config_class.__module__ == configs_module.__name__, (
+            f"declare {config_class.__name__} in configs"
+        )
+        assert issubclass(config_class, RewardConfig)
+
+
+def test_videoalign_preprocessing_fields_are_declared_once():
+    shared = [f.name for f in dataclasses.fields(Qwen2VLVideoSettings)]
+    assert shared == ["fps", "video_fps", "min_frames", "max_frames", "min_pixels", "max_pixels"]
+    for cls in (VideoAlignConfig, Qwen2VLVideoPreprocessor):
+        assert issubclass(cls, Qwen2VLVideoSettings)
+        own = set(vars(cls).get("__annotations__", {}))
+        assert not own & set(shared), f"{cls.__name__} re-declares {sorted(own & set(shared))}"
+    assert issubclass(VideoAlignConfig, ModelRewardConfig)
+    config = VideoAlignConfig(fps=None, min_pixels=56 * 56)
+    assert config.video_settings() == {
+        **Qwen2VLVideoSettings().video_settings(),
+        "fps": None,
+        "min_pixels": 3136,
+    }
+    pre = Qwen2VLVideoPreprocessor(**config.video_settings(), patch_size=14)
+    assert pre.video_settings() == config.video_settings()
+
+
+def test_videoalign_reward_preprocesses_with_its_config(scratch):
+    reward = TINY_BUILDERS["videoalign"](scratch / "videoalign")
+    assert reward.preprocess.video_settings() == reward.config.video_settings()
+    assert reward.preprocess.fps == 4.0 and reward.preprocess.max_pixels == 56 * 84  # the tiny settings
+
+
+# ---------------------------------------------------------------- typed configs build every reward
+
+
+@pytest.fixture(scope="module", params=registered_rewards())
+def built(request, scratch):
+    """``(name, keyword-built tiny reward)``."""
+    name = request.param
+    return name, TINY_BUILDERS[name](scratch / name)
+
+
+def _same_scores(a, b, video) -> None:
+    with torch.no_grad():
+        out_a, out_b = a(video, PROMPTS), b(video, PROMPTS)
+    assert torch.allclose(out_a.score, out_b.score, atol=1e-6)
+    assert all(torch.allclose(out_a.axes[k], out_b.axes[k], atol=1e-6) for k in out_a.axes)
+
+
+def test_typed_config_builds_every_registered_reward(built, video):
+    name, reward = built
+    config = reward.config
+    assert type(config) is reward_config_class(name)
+    rebuilt = build_reward_from_config(name, dataclasses.replace(config))
+    assert type(rebuilt) is type(reward) and rebuilt.config == config
+    _same_scores(reward, rebuilt, video)
+
+
+def test_yaml_selection_builds_every_registered_reward(built, video, tmp_path):
+    """The tiny reward's config written as a ``reward:`` section loads back equal and builds the same reward."""
+    name, reward = built
+    written = save_resolved_config(
+        Schema(reward=RewardSelection(name=name, **{name: reward.config})), tmp_path
+    )
+    cfg = load_config(written, schema=Schema)
+    assert cfg.reward.name == name and cfg.reward.config() == reward.config
+    _same_scores(reward, cfg.reward.build(), video)
+
+
+def test_keyword_build_makes_the_typed_config():
+    reward = build_reward("shapes_analytic", static_px=0.5, combine="text")
+    assert reward.config == ShapesAnalyticRewardConfig(static_px=0.5, combine="text")
+    assert reward_config("shapes_learned", path="x") == ShapesLearnedRewardConfig(path="x")
+
+
+# ---------------------------------------------------------------- bad configs fail clearly
+
+
+@pytest.mark.parametrize("name", registered_rewards())
+def test_unknown_keyword_names_the_reward_and_its_fields(name):
+    config_class = reward_config_class(name)
+    some_field = dataclasses.fields(config_class)[-1].name
+    with pytest.raises(ValueError, match=rf"unknown option\(s\) \['bogus'\] for reward '{name}' "
+                                         rf"\({config_class.__name__}\); valid: .*'{some_field}'"):  # fmt: skip
+        build_reward(name, bogus=1)
+
+
+def test_unknown_keyword_fails_before_loading_weights(tmp_path):
+    with pytest.raises(ValueError, match="'chekpoint_dir'.*'videoalign'"):
+        build_reward("videoalign", chekpoint_dir=str(tmp_path / "absent"))
+
+
+def test_wrong_config_class_is_a_type_error():
+    with pytest.raises(
+        TypeError, match="reward 'shapes_learned' takes a ShapesLearnedRewardConfig; got Shapes"
+    ):
+        build_reward_from_config("shapes_learned", ShapesAnalyticRewardConfig())
+
+
+def test_shared_fields_are_checked_when_the_config_is_made():
+    with pytest.raises(ConfigError, match="'combine' must be one of"):
+        ShapesAnalyticRewardConfig(combine="max")
+    with pytest.raises(ConfigError, match="'dtype' must be one of"):
+        VideoAlignConfig(dtype="float64")
+    with pytest.raises(ConfigError, match="'activation' must be one of"):
+        AestheticConfig(activation="tanh")
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("reward:\n  name: shapes_learned\n  shapes_learned: {pth: x}\n",
+         r"unknown key 'reward\.shapes_learned\.pth' in .*bad\.yaml \(did you mean 'path'\?\)"),
+        ("reward:\n  name: shapes_learned\n  shapes_lerned: {path: x}\n",
+         r"unknown key 'reward\.shapes_lerned' in .*bad\.yaml \(did you mean 'shapes_learned'\?\)"),
+        ("reward:\n  name: videoalign\n  videoalign: {fps: fast}\n",
+         r"wrong type for 'reward\.videoalign\.fps' in .*bad\.yaml"),
+        ("reward:\n  name: nope\n", r"bad\.yaml: unknown reward name 'nope'; registered rewards: aesthetic, "),
+        ("reward:\n  shapes_learned: {path: x}\n", r"bad\.yaml at 'reward\.name'.*missing mandatory value"),
+        ("reward:\n  name: shapes_analytic\n  shapes_analytic: {combine: max}\n",
+         r"bad\.yaml: 'combine' must be one of"),
+    ],
+    ids=["unknown-field", "unknown-section", "wrong-type", "unknown-name", "no-name", "bad-value"],
+)  # fmt: skip
+def test_bad_yaml_selection_names_the_key_and_the_file(tmp_path, text, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(_write(tmp_path / "bad.yaml", text), schema=Schema)
+
+
+# ---------------------------------------------------------------- selection semantics
+
+
+def test_selection_composes_from_fragments_and_overrides(tmp_path):
+    """A base fragment may carry several rewards' sections; ``name`` picks one; `--set` edits it."""
+    _write(tmp_path / "rewards.yaml", "name: shapes_learned\nshapes_analytic: {static_px: 0.5}\n"
+                                      "videoalign: {checkpoint_dir: ckpt/VideoReward, fps: null}\n")  # fmt: skip
+    main = _write(tmp_path / "main.yaml", "base: [{reward: ./rewards.yaml}]\nseed: 3\n")
+    cfg = load_config(main, schema=Schema)
+    assert cfg.reward.name == "shapes_learned" and cfg.reward.shapes_learned is None
+    assert cfg.reward.config() == ShapesLearnedRewardConfig()  # no section: the config's defaults
+    assert cfg.reward.videoalign == VideoAlignConfig(checkpoint_dir="ckpt/VideoReward", fps=None)
+
+    cfg = load_config(
+        main, ["reward.name=shapes_analytic", "reward.shapes_analytic.combine=text"], schema=Schema
+    )
+    assert cfg.reward.config() == ShapesAnalyticRewardConfig(static_px=0.5, combine="text")
+    reward = cfg.reward.build()
+    assert type(reward).__name__ == "ShapesAnalyticReward" and reward.config == cfg.reward.config()
+
+
+def test_runtime_registered_rewards_are_selectable(monkeypatch):
+    """A reward registered at run time has no typed section: the selection builds it with its defaults."""
+    monkeypatch.setattr(registry_module, "_REGISTRY", dict(registry_module._REGISTRY))
+    registry_module.register_reward(
+        "analytic_again", "streamvid.core.world.analytic_reward:ShapesAnalyticReward"
+    )
+    selection = RewardSelection(name="analytic_again")
+    assert selection.config() == ShapesAnalyticRewardConfig()
+    assert type(selection.build()).__name__ == "ShapesAnalyticReward"
+
+
+def test_build_method_targets_and_plain_factories(monkeypatch):
+    monkeypatch.setattr(registry_module, "_REGISTRY", dict(registry_module._REGISTRY))
+    # the former "Class.build" form of a target still resolves to the class and its typed config
+    registry_module.register_reward("legacy", "streamvid.core.world.learned_reward:ShapesLearnedReward.build")
+    assert reward_config_class("legacy") is ShapesLearnedRewardConfig
+    # a target without a config_class is a plain factory: keywords only, no typed path
+    registry_module.register_reward("plain", "collections:OrderedDict")
+    assert build_reward("plain", a=1) == {"a": 1}
+    with pytest.raises(TypeError, match="'plain'.*has no config_class"):
+        reward_config("plain")
+
+
+def test_loading_a_selection_imports_no_adapter(tmp_path):
+    path = _write(
+        tmp_path / "r.yaml", "reward:\n  name: videoalign\n  videoalign: {checkpoint_dir: x, fps: 4}\n"
+    )
+    code = (
+        "import sys, dataclasses\n"
+        "from streamvid.core.config import load_config\n"
+        "from streamvid.core.rewards import RewardSelection\n"
+        "@dataclasses.dataclass\n"
+        "class S:\n"
+        "    reward: RewardSelection | None = None\n"
+        f"cfg = load_config({str(path)!r}, schema=S)\n"
+        "assert cfg.reward.config().fps == 4.0\n"
+        "mods = ('transformers', 'streamvid.core.rewards.videoalign', 'streamvid.core.rewards.clip_frames',\n"
+        "        'streamvid.core.world.analytic_reward', 'streamvid.core.world.learned_reward')\n"
+        "print(sorted(m for m in mods if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["[]"]
