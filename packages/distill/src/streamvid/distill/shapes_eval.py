@@ -110,7 +110,7 @@ def write_grid(videos: torch.Tensor, prompts: list[str], rows: list, path: Path,
         draw.text((4, i * h * scale + 8), prompt[:52], fill=(0, 0, 0))
         draw.text((4, i * h * scale + 26), read, fill=(90, 90, 90))
     path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path)
+    canvas.quantize(colors=64).save(path, optimize=True)  # a few colours: small enough for docs/
 
 
 def main(argv: list[str] | None = None) -> dict:
