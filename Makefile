@@ -64,16 +64,21 @@ clean: ## remove outputs and caches (keeps .venv)
 
 # Shapes-world teacher and ODE-init student (streamvid-train; configs/train/). Both resume from their last
 # checkpoint when interrupted; the exported models are diffusers directories shipped under assets/shapes/.
-.PHONY: shapes-teacher shapes-student
+.PHONY: shapes-teacher shapes-student shapes-student-ode
 SHAPES_ASSETS := assets/shapes
 
 shapes-teacher: $(STAMP) ## train the shapes-world conv flow teacher (1850 steps, ~15 min on an idle core) into assets/shapes/teacher
 	OMP_NUM_THREADS=1 $(VENV)/bin/streamvid-train teacher --config configs/train/shapes_teacher.yaml \
 		--set output_dir=$(SHAPES_ASSETS)/teacher --set run_dir=outputs/train/shapes_teacher
 
-shapes-student: $(STAMP) ## ODE pairs from assets/shapes/teacher, then the ODE-init causal Wan student into assets/shapes/student
+shapes-student: $(STAMP) ## the causal Wan student by flow distillation from assets/shapes/teacher (3000 steps, ~50 min) into assets/shapes/student
+	OMP_NUM_THREADS=1 $(VENV)/bin/streamvid-train student --config configs/train/shapes_student.yaml \
+		--set teacher=$(SHAPES_ASSETS)/teacher --set output_dir=$(SHAPES_ASSETS)/student \
+		--set run_dir=outputs/train/shapes_student
+
+shapes-student-ode: $(STAMP) ## ODE pairs from assets/shapes/teacher, then the ODE-init student (outputs/train/shapes_student_ode)
 	OMP_NUM_THREADS=1 $(VENV)/bin/streamvid-train ode-pairs --config configs/train/shapes_ode_pairs.yaml \
 		--set teacher=$(SHAPES_ASSETS)/teacher --set output_dir=outputs/train/shapes_ode_pairs
 	OMP_NUM_THREADS=1 $(VENV)/bin/streamvid-train student --config configs/train/shapes_student.yaml \
-		--set pairs=outputs/train/shapes_ode_pairs --set output_dir=$(SHAPES_ASSETS)/student \
-		--set run_dir=outputs/train/shapes_student
+		--set objective=ode --set pairs=outputs/train/shapes_ode_pairs --set output_dir=outputs/train/shapes_student_ode \
+		--set run_dir=outputs/train/shapes_student_ode/run

@@ -135,7 +135,7 @@ def test_pair_batches_draw_one_level_per_chunk():
 
 def test_student_regresses_onto_the_pairs_and_exports_a_causal_wan(pairs_dir: Path, tmp_path: Path):
     cfg = load_config(CONFIGS / "shapes_student.yaml",
-                      [f"pairs={pairs_dir}", f"output_dir={tmp_path / 'student'}", *TINY_STUDENT],
+                      ["objective=ode", f"pairs={pairs_dir}", f"output_dir={tmp_path / 'student'}", *TINY_STUDENT],
                       schema=StudentStageConfig)
     run_student(cfg)
     model = CausalWanModel.from_pretrained(str(tmp_path / "student"))
@@ -154,7 +154,7 @@ def test_student_flow_distillation_from_the_teacher(teacher_dir: Path, tmp_path:
 
 def test_pairs_for_another_schedule_are_refused(pairs_dir: Path, tmp_path: Path):
     cfg = load_config(CONFIGS / "shapes_student.yaml",
-                      [f"pairs={pairs_dir}", f"output_dir={tmp_path}", "sampler.shift=3.0", *TINY_STUDENT],
+                      ["objective=ode", f"pairs={pairs_dir}", f"output_dir={tmp_path}", "sampler.shift=3.0", *TINY_STUDENT],
                       schema=StudentStageConfig)
     with pytest.raises(ConfigError, match="regenerate the pairs"):
         run_student(cfg)
