@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from streamvid.core.config import ConfigError
-from streamvid.core.model_config import WanModelConfig
+from streamvid.core.model_config import CAUSAL_ONLY_FIELDS, WanModelConfig
 
 __all__ = [
     "MODEL_CLASSES",
@@ -82,9 +82,7 @@ def check_same_config(found: dict[str, Any], wanted: dict[str, Any], where: str,
         raise ConfigError(f"{key}: {where} is another model size: {shown}")
 
 
-WAN_OPTIONAL_DEFAULTS = {
-    f.name: f.default for f in dataclasses.fields(WanModelConfig) if f.name in ("text_adaln", "learned_positions")
-}
+WAN_OPTIONAL_DEFAULTS = {name: getattr(WanModelConfig, name) for name in CAUSAL_ONLY_FIELDS}
 """`CausalWanModel`-only sizes, absent from a stock Wan's config.json."""
 
 

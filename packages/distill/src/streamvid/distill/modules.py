@@ -62,7 +62,8 @@ class TrainModule(pl.LightningModule):
         return self.text(prompts).to(self.device)
 
     def loss(self, batch: dict) -> torch.Tensor:
-        raise NotImplementedError
+        """The stage's scalar loss of one batch; each stage module (flow matching, ODE regression) defines it."""
+        raise NotImplementedError(f"{type(self).__name__} must define loss(batch)")
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch)
