@@ -71,7 +71,7 @@ shapes-teacher: $(STAMP) ## train the shapes-world conv flow teacher (1850 steps
 	OMP_NUM_THREADS=1 $(VENV)/bin/streamvid-train teacher --config configs/train/shapes_teacher.yaml \
 		--set output_dir=$(SHAPES_ASSETS)/teacher --set run_dir=outputs/train/shapes_teacher
 
-shapes-student: $(STAMP) ## the causal Wan student by flow distillation from assets/shapes/teacher (3000 steps, ~50 min) into assets/shapes/student
+shapes-student: $(STAMP) ## the causal Wan student by flow distillation from assets/shapes/teacher (4000 steps, ~80 min) into assets/shapes/student
 	OMP_NUM_THREADS=1 $(VENV)/bin/streamvid-train student --config configs/train/shapes_student.yaml \
 		--set teacher=$(SHAPES_ASSETS)/teacher --set output_dir=$(SHAPES_ASSETS)/student \
 		--set run_dir=outputs/train/shapes_student
@@ -82,3 +82,12 @@ shapes-student-ode: $(STAMP) ## ODE pairs from assets/shapes/teacher, then the O
 	OMP_NUM_THREADS=1 $(VENV)/bin/streamvid-train student --config configs/train/shapes_student.yaml \
 		--set objective=ode --set pairs=outputs/train/shapes_ode_pairs --set output_dir=outputs/train/shapes_student_ode \
 		--set run_dir=outputs/train/shapes_student_ode/run
+
+# DMD / Stream-R1 (streamvid-train r1): the shapes world by default, or any experiment row.
+#   make train-r1                                        configs/train/shapes_r1.yaml
+#   make train-r1 CONFIG=experiments/shapes/dmd.yaml     a row of experiments/ (paper rows need local weights)
+.PHONY: train-r1
+R1_CONFIG := $(if $(filter command line environment,$(origin CONFIG)),$(CONFIG),configs/train/shapes_r1.yaml)
+
+train-r1: $(STAMP) ## Stream-R1 of the shapes student with the learned reward (make train-r1 [CONFIG=experiments/...])
+	OMP_NUM_THREADS=1 $(VENV)/bin/streamvid-train r1 --config $(R1_CONFIG)

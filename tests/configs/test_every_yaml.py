@@ -17,6 +17,7 @@ from streamvid.core.cli.generate import GenerateConfig
 from streamvid.core.config import load_config
 from streamvid.core.model_config import WanModelConfig
 from streamvid.core.sampler_config import SamplerConfig
+from streamvid.distill.dmd_config import DMDStageConfig
 from streamvid.distill.stage_config import OdePairsStageConfig, StudentStageConfig, TeacherStageConfig
 from streamvid.eval.runner_config import EvalConfig
 
@@ -31,6 +32,8 @@ SCHEMAS: dict[str, type | None] = {
     "configs/train/shapes_teacher.yaml": TeacherStageConfig,
     "configs/train/shapes_ode_pairs.yaml": OdePairsStageConfig,
     "configs/train/shapes_student.yaml": StudentStageConfig,
+    "configs/train/shapes_r1.yaml": DMDStageConfig,
+    "experiments": DMDStageConfig,
 }
 
 
@@ -66,4 +69,4 @@ def test_folder_lookup_prefers_the_longest_registered_folder(monkeypatch: pytest
     assert folder_entry("configs/model/tiny.yaml") == "configs/model"
     assert folder_entry("configs/model/special/x.yaml") == "configs/model/special"
     assert folder_entry("configs/modelling/x.yaml") is None
-    assert folder_entry("experiments/unregistered/x.yaml") is None
+    assert folder_entry("notebooks/unregistered/x.yaml") is None

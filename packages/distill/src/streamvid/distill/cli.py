@@ -6,7 +6,9 @@ Stages (schemas in `streamvid.distill.stage_config`, YAMLs in `configs/train/`):
   steps; writes the EMA model as a diffusers directory (``output_dir``) and checkpoints / logs (``run_dir``);
 * ``ode-pairs``: the teacher's guided Euler ODE solutions recorded at the student's few-step levels;
 * ``student``: the block-causal Wan student regressed onto the pairs (``objective=ode``) or onto the teacher's
-  guided flow (``objective=flow_distill``).
+  guided flow (``objective=flow_distill``);
+* ``r1``: DMD / Stream-R1 of the student from its ODE init (schema `streamvid.distill.dmd_config.DMDStageConfig`),
+  in one process or on DeepSpeed ZeRO (``deepspeed.enabled=true trainer.devices=2``).
 
 A run resumes from ``<run_dir>/checkpoints/last.ckpt`` when it exists (``--resume PATH`` for another
 checkpoint, ``--resume never`` to start over). Bad input (unknown key, wrong type, a missing teacher or pairs
@@ -33,16 +35,20 @@ examples (run from the repository root):
       --set output_dir=outputs/train/teacher_short
   streamvid-train ode-pairs --config configs/train/shapes_ode_pairs.yaml
   streamvid-train student --config configs/train/shapes_student.yaml --set objective=flow_distill
+  streamvid-train r1 --config configs/train/shapes_r1.yaml
+  streamvid-train r1 --config experiments/shapes/dmd.yaml --set seed=1 --set output_dir=outputs/train/dmd_s1
 """
 
 
 def _stages():
     from streamvid.distill import stage_config as sc
+    from streamvid.distill.dmd_config import DMDStageConfig
 
     return {
         "teacher": (sc.TeacherStageConfig, "flow matching of the shapes-world teacher"),
         "ode-pairs": (sc.OdePairsStageConfig, "the teacher's ODE solutions at the student's few-step levels"),
         "student": (sc.StudentStageConfig, "ODE-init regression (or flow distillation) of the causal student"),
+        "r1": (DMDStageConfig, "DMD / Stream-R1 of the causal student (reward-weighted distillation)"),
     }
 
 
@@ -53,7 +59,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name, (schema, help_text) in _stages().items():
         p = sub.add_parser(name, help=help_text, description=f"{name}: {help_text}")
         p.add_argument("--config", required=True,
-                       help=f"YAML file (schema: {schema.__name__} in streamvid.distill.stage_config)")
+                       help=f"YAML file (schema: {schema.__name__} in {schema.__module__})")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="config override, repeatable (e.g. trainer.max_steps=100)")
         if name != "ode-pairs":
@@ -68,9 +74,10 @@ def train(args: argparse.Namespace) -> int:
     cfg = load_config(Path(args.config), args.overrides, schema=schema)
     if getattr(args, "resume", None) is not None:
         cfg = replace(cfg, resume=args.resume)
-    from streamvid.distill import stages
+    from streamvid.distill import r1_stage, stages
 
-    run = {"teacher": stages.run_teacher, "ode-pairs": stages.run_ode_pairs, "student": stages.run_student}
+    run = {"teacher": stages.run_teacher, "ode-pairs": stages.run_ode_pairs, "student": stages.run_student,
+           "r1": r1_stage.run_r1}
     run[args.stage](cfg)
     return 0
 

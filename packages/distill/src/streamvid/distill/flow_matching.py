@@ -92,22 +92,23 @@ class EMA(torch.nn.Module):
     """Exponential moving average of a model's parameters (buffers are copied).
 
     ``update(model)`` at update k sets ``ema = d * ema + (1 - d) * param`` with ``d = min(decay, (1 + k) /
-    (10 + k))``. ``module`` is the averaged copy (frozen, ``requires_grad=False``), used for sampling and
+    (10 + k))`` (``warmup=False``: ``d = decay``, the constant decay of Self-Forcing's generator EMA, A.2.4).
+    ``module`` is the averaged copy (frozen, ``requires_grad=False``), used for sampling and
     saved with `state_dict` (so checkpoints resume the average and its step).
     """
 
-    def __init__(self, model: torch.nn.Module, decay: float = 0.995) -> None:
+    def __init__(self, model: torch.nn.Module, decay: float = 0.995, warmup: bool = True) -> None:
         super().__init__()
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"EMA decay must lie in [0, 1), got {decay}")
-        self.decay = decay
+        self.decay, self.warmup = decay, warmup
         self.module = copy.deepcopy(model).requires_grad_(False).eval()
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
         k = int(self.num_updates)
-        d = min(self.decay, (1 + k) / (10 + k))
+        d = min(self.decay, (1 + k) / (10 + k)) if self.warmup else self.decay
         for ema_p, p in zip(self.module.parameters(), model.parameters(), strict=True):
             ema_p.lerp_(p.detach().to(ema_p.dtype), 1 - d)
         for ema_b, b in zip(self.module.buffers(), model.buffers(), strict=True):

@@ -70,6 +70,9 @@ class TrainerConfig:
     """bf16-mixed (bf16 autocast, fp32 weights; the bench's recipe on CPU) | 32-true."""
     accelerator: str = "cpu"
     devices: int = 1
+    """Processes (GPUs) per node."""
+    num_nodes: int = 1
+    """Nodes (world size = devices x num_nodes); multi-process runs need deepspeed.enabled."""
     threads: int = 1
     """torch intra-op threads (1 is fastest for these model sizes on a shared CPU); results depend on it."""
     checkpoint_every: int = 250
@@ -80,9 +83,10 @@ class TrainerConfig:
 
     def __post_init__(self) -> None:
         check_choice("trainer.precision", self.precision, PRECISIONS)
-        if min(self.max_steps, self.batch_size, self.threads, self.checkpoint_every, self.log_every) < 1:
+        if min(self.max_steps, self.batch_size, self.threads, self.checkpoint_every, self.log_every, self.devices,
+               self.num_nodes) < 1:
             raise ConfigError(
-                "trainer: max_steps, batch_size, threads, checkpoint_every and log_every must be >= 1"
+                "trainer: max_steps, batch_size, threads, checkpoint_every, log_every, devices and num_nodes must be >= 1"
             )
 
 

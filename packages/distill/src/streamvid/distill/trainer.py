@@ -45,6 +45,8 @@ warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 # Batches are pure functions of the step (`StepBatches` starts at the checkpoint's step): resuming is exact.
 warnings.filterwarnings("ignore", message=r".*your dataloader is not resumable.*")
 warnings.filterwarnings("ignore", message=r".*GPU available but not used.*")
+# DMD's checkpoint holds the state after the step's update and resumes at the next step (exact: tested).
+warnings.filterwarnings("ignore", message=r".*Using ModelCheckpoint with manual optimization.*")
 # The EMA copy is frozen in eval mode on purpose.
 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
 
@@ -123,6 +125,7 @@ def build_trainer(
     kwargs: dict[str, Any] = {
         "accelerator": cfg.accelerator,
         "devices": cfg.devices,
+        "num_nodes": cfg.num_nodes,
         "precision": cfg.precision,
         "max_steps": cfg.max_steps,
         "max_epochs": -1,

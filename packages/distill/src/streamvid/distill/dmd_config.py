@@ -1,0 +1,270 @@
+"""Typed config of the DMD / Stream-R1 stage (`streamvid-train r1`, `make train-r1`).
+
+Every flag of methods.md A.8 is a field here, with Stream-R1's shipped value as its default (paper scale); the
+shapes-world YAML (`configs/train/shapes_r1.yaml`) and the experiment rows (`experiments/`) override what they
+change. Sections:
+
+* `DMDConfig` (A.2): score timesteps, guidance, TTUR, accumulation, EMA;
+* `StreamR1Config` (A.4-A.6): the reward weights (all off = plain DMD, ``reward_mode: MQ`` without intra weights =
+  Reward Forcing's Re-DMD);
+* `NetOptimConfig` x 2: AdamW of the generator and of the critic, each with its own gradient-norm clip;
+* `DeepSpeedSection`: ZeRO stage (off: plain Lightning in one process).
+
+The reference's step accounting is in *raw micro-steps* (`full_training_steps` x accumulation); here
+``trainer.max_steps`` counts optimiser steps, and ``ema_start_step`` too (the reference's 200 raw steps with
+accumulation 8 are 25 optimiser steps). This module imports neither Lightning nor diffusers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from streamvid.core.config import ConfigError, check_choice
+from streamvid.core.generator_config import CodecConfig, TextEncoderConfig
+from streamvid.core.model_config import WanModelConfig
+from streamvid.core.rewards.configs import RewardSelection
+from streamvid.core.sampler_config import SamplerConfig
+from streamvid.core.world import WorldConfig
+from streamvid.distill.stage_config import TrainerConfig, check_run_paths
+
+__all__ = [
+    "AXIS_OF",
+    "DMDConfig",
+    "DMDStageConfig",
+    "DeepSpeedSection",
+    "NetOptimConfig",
+    "REWARD_MODES",
+    "StreamR1Config",
+]
+
+AXIS_OF = {"VQ": "visual", "MQ": "motion", "TA": "text"}
+"""VideoAlign's reward dimensions -> the reward interface's axis names."""
+REWARD_MODES = ("VQ", "MQ", "TA", "Overall", "BalancedOverall")
+COMBINATIONS = ("adaptive", "mean", "max")
+
+
+@dataclass
+class NetOptimConfig:
+    """AdamW of one network (A.2.4) with its own gradient-norm clip."""
+
+    lr: float = 2e-6
+    betas: tuple[float, float] = (0.0, 0.999)
+    weight_decay: float = 0.01
+    max_grad_norm: float = 10.0
+    """Clip of this network's gradient norm (0: off); clipped per network, as the reference."""
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.max_grad_norm < 0 or self.weight_decay < 0:
+            raise ConfigError(f"need lr > 0, max_grad_norm >= 0, weight_decay >= 0; got {self}")
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ConfigError(f"betas must lie in [0, 1), got {self.betas}")
+
+
+@dataclass
+class DMDConfig:
+    """Self-Forcing DMD (methods.md A.2)."""
+
+    guidance_scale: float = 3.0
+    """g of the real score's c + g (c - u) (3 = standard CFG scale 4)."""
+    fake_guidance_scale: float = 0.0
+    """The critic's guidance (0: conditional only; only 0 is implemented, as shipped)."""
+    timestep_shift: float = 5.0
+    num_train_timestep: int = 1000
+    min_step: int = 20
+    max_step: int = 980
+    min_score_timestep: int = 0
+    ts_schedule: bool = False
+    """The reference's timestep curriculum (off when shipped; not implemented)."""
+    ts_schedule_max: bool = False
+    same_step_across_blocks: bool = True
+    """One exit step per rollout for every chunk (only true is implemented, as shipped)."""
+    last_step_only: bool = False
+    """Always exit at the last step (false: uniform over the steps)."""
+    independent_first_frame: bool = False
+    dfake_gen_update_ratio: int = 5
+    """TTUR: a generator update on every ratio-th optimiser step; the critic updates on every step."""
+    gradient_accumulation_steps: int = 8
+    """Micro-steps per optimiser step (each: generator fwd/bwd when it updates, then critic fwd/bwd)."""
+    ema_weight: float = 0.99
+    ema_start_step: int = 25
+    """Optimiser step from which the generator's EMA exists (copied then, updated after each generator step)."""
+    denoising_loss_type: str = "flow"
+    negative_prompt: str = ""
+    """The real score's unconditional prompt (Wan: its standard negative prompt; shapes world: "")."""
+
+    def __post_init__(self) -> None:
+        check_choice("dmd.denoising_loss_type", self.denoising_loss_type, ("flow",))
+        for name in ("ts_schedule", "ts_schedule_max", "independent_first_frame"):
+            if getattr(self, name):
+                raise ConfigError(f"dmd.{name}: only false is implemented (Stream-R1 ships false)")
+        if not self.same_step_across_blocks:
+            raise ConfigError("dmd.same_step_across_blocks: only true is implemented (Stream-R1 ships true)")
+        if self.fake_guidance_scale != 0:
+            raise ConfigError("dmd.fake_guidance_scale: only 0 is implemented (Stream-R1 ships 0)")
+        if not 0 <= self.min_score_timestep < self.num_train_timestep:
+            raise ConfigError(f"dmd.min_score_timestep must lie in [0, {self.num_train_timestep})")
+        if not 0 < self.min_step < self.max_step < self.num_train_timestep:
+            raise ConfigError(f"dmd: need 0 < min_step < max_step < {self.num_train_timestep}")
+        if self.dfake_gen_update_ratio < 1 or self.gradient_accumulation_steps < 1 or self.ema_start_step < 0:
+            raise ConfigError("dmd: dfake_gen_update_ratio and gradient_accumulation_steps >= 1, ema_start_step >= 0")
+        if not 0.0 <= self.ema_weight < 1.0:
+            raise ConfigError(f"dmd.ema_weight must lie in [0, 1), got {self.ema_weight}")
+
+
+@dataclass
+class StreamR1Config:
+    """Stream-R1's reward weights (methods.md A.4-A.6), shipped values as defaults."""
+
+    reward_weighting: bool = True
+    """The inter-reliability weight exp(beta r_final) per sample (false: 1)."""
+    beta: float = 2.0
+    reward_mode: str = "BalancedOverall"
+    """VQ | MQ (Reward Forcing's Re-DMD) | TA | Overall | BalancedOverall (Overall minus the balance penalty)."""
+    reward_dims: list[str] = field(default_factory=lambda: ["VQ", "MQ", "TA"])
+    reward_norm: dict[str, list[float]] | None = None
+    """Per axis name (visual / motion / text) [mu, sigma]: r = (raw - mu) / sigma. null: the reward's own scale
+    (VideoAlign's adapter already z-normalises; the shapes rewards are in [0, 1] and set it)."""
+    reward_balance_lambda: float = 0.5
+    reward_balance_window: int = 50
+    reward_balance_warmup: int = 50
+    spatial_reward: bool = True
+    """The intra-perplexity weight map from reward saliency (false: 1)."""
+    spatial_reward_method: str = "gradient"
+    spatial_reward_metrics: list[str] = field(default_factory=lambda: ["MQ", "VQ", "TA"])
+    spatial_reward_combination: str = "adaptive"
+    spatial_reward_temperature: float = 1.0
+    spatial_reward_strength: float = 1.0
+    spatial_reward_min_weight: float = 0.15
+    temporal_saliency_weighting: bool = True
+    temporal_saliency_strength: float = 1.0
+    temporal_saliency_min_weight: float = 0.2
+
+    def __post_init__(self) -> None:
+        check_choice("stream_r1.reward_mode", self.reward_mode, REWARD_MODES)
+        check_choice("stream_r1.spatial_reward_method", self.spatial_reward_method, ("gradient",))
+        check_choice("stream_r1.spatial_reward_combination", self.spatial_reward_combination, COMBINATIONS)
+        for key in ("reward_dims", "spatial_reward_metrics"):
+            dims = list(getattr(self, key))
+            bad = [d for d in dims if d not in AXIS_OF]
+            if bad or not dims or len(set(dims)) != len(dims):
+                raise ConfigError(f"stream_r1.{key}: {dims} must be distinct names among {list(AXIS_OF)}")
+        if self.reward_norm is not None:
+            for axis, pair in self.reward_norm.items():
+                if axis not in AXIS_OF.values() or len(pair) != 2 or pair[1] <= 0:
+                    raise ConfigError(
+                        f"stream_r1.reward_norm.{axis}: need an axis in {list(AXIS_OF.values())} with [mu, sigma > 0]"
+                    )
+        if self.reward_balance_window < 4 or self.reward_balance_warmup < 0 or self.reward_balance_lambda < 0:
+            raise ConfigError("stream_r1: reward_balance_window >= 4, reward_balance_warmup >= 0, lambda >= 0")
+        if self.spatial_reward_temperature <= 0:
+            raise ConfigError("stream_r1.spatial_reward_temperature must be > 0")
+        for key in ("spatial_reward_strength", "spatial_reward_min_weight", "temporal_saliency_strength",
+                    "temporal_saliency_min_weight"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ConfigError(f"stream_r1.{key} must lie in [0, 1], got {getattr(self, key)}")
+
+    @property
+    def uses_reward(self) -> bool:
+        """Whether the generator step calls the reward at all (plain DMD does not)."""
+        return self.reward_weighting or self.spatial_reward
+
+    @property
+    def uses_balance(self) -> bool:
+        return self.reward_weighting and self.reward_mode == "BalancedOverall"
+
+
+@dataclass
+class DeepSpeedSection:
+    """DeepSpeed ZeRO through Lightning (`streamvid.distill.deepspeed_cpu`); off: plain Lightning."""
+
+    enabled: bool = False
+    zero_stage: int = 2
+    """1, 2 or 3 (3 also partitions the frozen real score, kept inside the engine)."""
+
+    def __post_init__(self) -> None:
+        check_choice("deepspeed.zero_stage", self.zero_stage, (1, 2, 3))
+
+
+@dataclass
+class DMDStageConfig:
+    """`streamvid-train r1`: DMD / Stream-R1 of the causal student from its ODE init."""
+
+    output_dir: str = "outputs/train/shapes_r1"
+    """The EMA student (diffusers directory) and the resolved config."""
+    run_dir: str | None = None
+    """Lightning checkpoints, CSV / TensorBoard logs, sample images; null: <output_dir>/run."""
+    resume: str = "auto"
+    seed: int = 0
+    """Seed of every rollout, timestep and prompt batch (optimiser step k and rank r depend only on seed, k, r)."""
+    student: str = "assets/shapes/student"
+    """The ODE-init student (a CausalWanModel diffusers directory)."""
+    teacher: str = "assets/shapes/teacher"
+    """The real score (frozen)."""
+    critic: str | None = None
+    """The fake score's initial weights; null: a copy of the teacher (as DMD2 / Self-Forcing initialise it)."""
+    model: WanModelConfig = field(default_factory=WanModelConfig)
+    """The student's sizes (mount model/shapes_probe.yaml): a checkpoint of another size fails before training."""
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    """The student's few-step schedule and chunks (mount sampler/self_forcing.yaml)."""
+    world: WorldConfig = field(default_factory=WorldConfig)
+    """Shapes world: its train-split prompts (unless ``prompts``), frame count and size (unless set below), and
+    the fixed val prompts of the sample videos."""
+    prompts: str | None = None
+    """A text file of training prompts, one per line (paper scale: VidProM); null: the shapes world's train split."""
+    num_training_frames: int | None = None
+    """Latent frames per rollout (Stream-R1: 21); null: the world's frame count (pixel codec: one per frame)."""
+    height: int | None = None
+    """Video height in pixels (Stream-R1: 480); null: the world's."""
+    width: int | None = None
+    codec: CodecConfig = field(default_factory=CodecConfig)
+    """Latents -> pixels for the reward (pixel for the shapes world, wan_vae with a local path at paper scale)."""
+    text_encoder: TextEncoderConfig = field(default_factory=lambda: TextEncoderConfig(kind="shapes_bag"))
+    reward: RewardSelection = field(default_factory=lambda: RewardSelection(name="shapes_learned"))
+    dmd: DMDConfig = field(default_factory=DMDConfig)
+    stream_r1: StreamR1Config = field(default_factory=StreamR1Config)
+    generator_optim: NetOptimConfig = field(default_factory=NetOptimConfig)
+    critic_optim: NetOptimConfig = field(default_factory=lambda: NetOptimConfig(lr=4e-7))
+    deepspeed: DeepSpeedSection = field(default_factory=DeepSpeedSection)
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_steps=1000, batch_size=1,
+                                                                         precision="32-true"))
+    """max_steps: optimiser steps; batch_size: rollouts per micro-step and process."""
+    gradient_checkpointing: bool = False
+    """Recompute the student's and the critic's block activations in backward (A.8: on at paper scale); networks
+    without diffusers' gradient checkpointing (the shapes conv critic) run as they are."""
+    sample_every: int = 50
+    """Optimiser steps between fixed-seed sample videos (and intra weight maps) in the logs, with oracle scores."""
+    sample_prompts: int = 4
+
+    def __post_init__(self) -> None:
+        check_run_paths(self.output_dir, self.run_dir)
+        if self.latent_frames % self.chunk_frames:
+            raise ConfigError(
+                f"num_training_frames={self.latent_frames} is not a multiple of the sampler's chunk_frames="
+                f"{self.chunk_frames}"
+            )
+        if self.sample_every < 1 or self.sample_prompts < 0:
+            raise ConfigError("sample_every must be >= 1 and sample_prompts >= 0")
+        world = self.trainer.devices * self.trainer.num_nodes
+        if self.deepspeed.enabled and self.deepspeed.zero_stage == 3 and world < 2:
+            raise ConfigError(
+                f"deepspeed.zero_stage=3 partitions parameters over processes; the world size (trainer.devices x "
+                f"trainer.num_nodes) is {world} (use >= 2 processes, or zero_stage 2 / deepspeed.enabled false)"
+            )
+        if world > 1 and not self.deepspeed.enabled:
+            raise ConfigError(
+                f"a world size of {world} (trainer.devices x trainer.num_nodes) needs deepspeed.enabled: true "
+                "(the multi-process path)"
+            )
+
+    @property
+    def chunk_frames(self) -> int:
+        return self.sampler.cache.chunk_frames
+
+    @property
+    def latent_frames(self) -> int:
+        return self.world.num_frames if self.num_training_frames is None else self.num_training_frames
+
+    @property
+    def video_size(self) -> tuple[int, int]:
+        """(height, width) in pixels."""
+        return (self.height or self.world.height, self.width or self.world.width)
