@@ -99,6 +99,7 @@ class DMDModule(pl.LightningModule):
         self.counters: Counter[str] = Counter()
         self.sample_dir = Path(sample_dir) if sample_dir is not None else None
         self._last_weights: dict | None = None  # frames + intra map of the last generator micro-step (for images)
+        self._exit_steps: list[int] = []  # exit steps of the generator steps (a histogram in TensorBoard)
 
     # ------------------------------------------------------------------ parts
     @property
@@ -329,6 +330,11 @@ class DMDModule(pl.LightningModule):
         if self.global_rank == 0:
             for logger in self.loggers:
                 logger.log_metrics({f"train/{k}": v for k, v in row.items() if math.isfinite(v)}, step=self.global_step)
+            if "exit_step" in row:
+                self._exit_steps.append(int(row["exit_step"]))
+                for tb in self._tensorboards():  # the exit-step histogram so far (A.2.1: uniform over the steps)
+                    tb.add_histogram("train/exit_step_hist", torch.tensor(self._exit_steps), self.global_step,
+                                     bins=torch.arange(len(self.sampler.schedule) + 1).float() - 0.5)
         if self._per_sample and self.sample_dir is not None:
             self.sample_dir.mkdir(parents=True, exist_ok=True)
             with open(self.sample_dir / f"per_sample_rank{self.global_rank}.jsonl", "a") as f:
@@ -365,10 +371,21 @@ class DMDModule(pl.LightningModule):
             for logger in self.loggers:
                 logger.log_metrics(logged, step=step)
         if self.global_rank == 0 and self.sample_dir is not None:
-            write_grid(videos, prompts, rows, self.sample_dir / f"samples_step{step:06d}.png")
+            images = {"samples": self.sample_dir / f"samples_step{step:06d}.png"}
+            write_grid(videos, prompts, rows, images["samples"])
             if self._last_weights is not None:
-                write_weight_map(self._last_weights, self.sample_dir / f"weights_step{step:06d}.png")
+                images["intra_weights"] = self.sample_dir / f"weights_step{step:06d}.png"
+                write_weight_map(self._last_weights, images["intra_weights"])
+            for tb in self._tensorboards():
+                for name, path in images.items():
+                    tb.add_image(f"samples/{name}", _read_png(path), step, dataformats="HWC")
         return logged
+
+    def _tensorboards(self) -> list:
+        """The SummaryWriters of this run's TensorBoard loggers (rank 0)."""
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        return [lg.experiment for lg in self.loggers if isinstance(lg, TensorBoardLogger)]
 
     # ------------------------------------------------------------------ optimiser and checkpoints
     def configure_optimizers(self):
@@ -439,6 +456,14 @@ def plain_copy(module: torch.nn.Module, values: bool = True) -> torch.nn.Module:
             for dst, src in zip(fresh.buffers(), module.buffers(), strict=True):
                 dst.copy_(src.detach().reshape(dst.shape))
     return fresh
+
+
+def _read_png(path: Path):
+    """``[H, W, 3]`` uint8 numpy array of a PNG (for TensorBoard images)."""
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(path).convert("RGB"))
 
 
 def _read_prompts(path: str) -> list[str]:
