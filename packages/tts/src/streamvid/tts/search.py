@@ -1,0 +1,315 @@
+"""Chunk-level search over a streaming student: Stream-T1 (methods.md B.2-B.6) and its baselines, on the chunk
+loop's public steps (`StreamSession.open_chunk / fork / initial_noise / denoise / renoise / commit`).
+
+One search = a beam of `Beam`s. For every chunk, each beam opens the chunk once (any eviction happens there,
+routed by the beam's own memory flags), forks one child per candidate seed (the cache is shared copy-on-write),
+denoises it from its propagated noise (B.3), and the pool of children is scored: the short-term reward of the new
+chunk, the long-term reward of the last ``window`` chunks, fused with alpha = min(s / (F - 3), alpha_max) (B.5).
+The global ``top_k`` survive and commit; their memory flags (B.6) route the chunks that later leave the window
+(``ema`` -> EMA sink, ``append`` -> append sink while it has room, else drop). At the end the video reward picks
+one beam. Everything is counted in a `BudgetLedger`.
+
+Baselines are the same machinery with other settings, so they spend through the same ledger and rewards:
+plain sampling is ``top_k = 1, children = 1``; chunk-greedy (Video-T1-like) is ``top_k = 1`` with N children,
+no noise propagation and no memory routing; best-of-N (`best_of_n`) streams N whole videos and lets the video
+reward pick.
+
+This first version runs the candidates of a chunk one after another (each is a forked session); the search
+result does not depend on that order, since every candidate draws from its own seed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from streamvid.core.kv_cache import EvictedChunk, EvictionPolicy
+from streamvid.core.sampler import GaussianNoise, StreamingSampler, StreamSession
+from streamvid.tts.ledger import BudgetLedger
+from streamvid.tts.stream_t1_rules import (
+    child_seed,
+    fuse_scores,
+    fusion_alpha,
+    memory_flags,
+    memory_route,
+    propagate_noise,
+)
+
+__all__ = ["Beam", "SearchConfig", "SearchError", "SearchResult", "best_of_n", "chunk_search"]
+
+
+class SearchError(RuntimeError):
+    """Every candidate of a chunk failed to score; ``partial`` holds the beams produced so far."""
+
+    def __init__(self, message: str, partial: list[Beam]):
+        super().__init__(message)
+        self.partial = partial
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Stream-T1's hyperparameters (B.7, shipped values) and the switches of its ablations and baselines."""
+
+    children: int = 2
+    """``beam_size``: children per surviving beam."""
+    top_k: int = 2
+    """Beams kept after each chunk."""
+    chunk0_candidates: int | None = None
+    """Candidates of chunk 0 (null: children x top_k = 4)."""
+    window: int = 10
+    """W: chunks in the long-term window (the new one included)."""
+    tau_short: float = 0.0
+    tau_long: float = 0.2
+    rho: float = -0.1
+    """``noise_fusion_sigma``: z = rho z_parent + sqrt(1 - rho^2) eps."""
+    noise_mode: str = "linear"
+    """linear | slerp."""
+    alpha_max: float = 0.4
+    normalise_scores: bool = True
+    """z-score short and long scores within the pool before fusion (the reference fuses raw scales)."""
+    noise_propagation: bool = True
+    long_term: bool = True
+    """Use the long-term window score (off: short-term only, alpha = 1)."""
+    memory_sinking: bool = True
+    """Route evicted chunks by their flags (off: the cache layout's own policy)."""
+    reference_compat: bool = False
+    """Reproduce the released code's quirks (child 0 reuses its parent's seed, all-history short average)."""
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if min(self.children, self.top_k, self.window) < 1:
+            raise ValueError("children, top_k and window must be >= 1")
+        if self.chunk0_candidates is not None and self.chunk0_candidates < 1:
+            raise ValueError("chunk0_candidates must be >= 1")
+        if not -1.0 <= self.rho <= 1.0 or not 0.0 <= self.alpha_max <= 1.0:
+            raise ValueError("need rho in [-1, 1] and alpha_max in [0, 1]")
+        if self.noise_mode not in ("linear", "slerp"):
+            raise ValueError(f"noise_mode must be linear or slerp, got {self.noise_mode!r}")
+
+    @property
+    def first_candidates(self) -> int:
+        return self.chunk0_candidates or self.children * self.top_k
+
+
+@dataclass
+class Beam:
+    """One surviving branch: its session (cache), its chunks and its score history."""
+
+    session: StreamSession
+    latents: list[torch.Tensor] = field(default_factory=list)  # per chunk [1, n, C, h, w]
+    seed: int = 0
+    last_noise: torch.Tensor | None = None  # initial noise of its last chunk (the parent noise of B.3)
+    short: list[float] = field(default_factory=list)
+    long: list[float] = field(default_factory=list)
+    fused: list[float] = field(default_factory=list)
+    flags: dict[int, dict[str, bool]] = field(default_factory=dict)  # start frame -> flags (B.6)
+    routes: dict[int, str] = field(default_factory=dict)  # evicted start frame -> route taken
+    final: float | None = None
+
+    def video_latents(self) -> torch.Tensor:
+        return torch.cat(self.latents, dim=1)
+
+
+@dataclass
+class SearchResult:
+    best: Beam
+    beams: list[Beam]
+    ledger: BudgetLedger
+    tree: list[list[dict]]
+    """Per chunk, every candidate: seed, parent beam, scores, kept."""
+
+
+class _Router:
+    """The eviction router of one beam's cache: its stored flags decide each evicted chunk's route."""
+
+    def __init__(self, beam: Beam, max_sink: int, chunk_frames: int, fallback: EvictionPolicy):
+        self.beam, self.max_sink, self.chunk, self.fallback = beam, max_sink, chunk_frames, fallback
+
+    def __call__(self, evicted: EvictedChunk) -> EvictionPolicy:
+        sink = len(self.beam.session.cache.sink_frame_indices)
+        flags = self.beam.flags.get(evicted.start_frame)
+        route = memory_route(flags, sink, self.max_sink, self.chunk) if flags is not None else self.fallback
+        self.beam.routes[evicted.start_frame] = route.value
+        return route
+
+
+def _score(reward, pixels: torch.Tensor, prompts: list[str], ledger: BudgetLedger, name: str) -> torch.Tensor:
+    """``reward.score`` of ``pixels [N, T, 3, H, W]``; NaN where the reward fails (the candidate is dropped)."""
+    with ledger.timed("reward"), torch.no_grad():
+        try:
+            out = reward(pixels, prompts).score.detach().double().cpu()
+        except Exception:  # noqa: BLE001 - a failing reward drops the candidates, counted by the caller
+            out = torch.full((pixels.shape[0],), math.nan, dtype=torch.float64)
+    ledger.reward(name, pixels.shape[0])
+    return out
+
+
+def _decode(codec, latents: torch.Tensor, ledger: BudgetLedger) -> torch.Tensor:
+    with ledger.timed("decode"), torch.no_grad():
+        pixels = codec.decode(latents).clamp(0, 1)
+    ledger.decode(latents.shape[0])
+    return pixels
+
+
+def _attach_router(beam: Beam, sampler: StreamingSampler, cfg: SearchConfig) -> None:
+    layout = sampler.layout
+    if cfg.memory_sinking:
+        max_sink = layout.max_sink_frames if layout.max_sink_frames is not None else layout.sink_frames
+        beam.session.cache.router = _Router(beam, max_sink, layout.chunk_frames, EvictionPolicy.DROP)
+
+
+@torch.no_grad()
+def chunk_search(
+    sampler: StreamingSampler,
+    text: torch.Tensor,
+    prompt: str,
+    latent_shape: tuple[int, int, int],
+    num_frames: int,
+    reward,
+    codec,
+    cfg: SearchConfig = SearchConfig(),
+    short_reward=None,
+    final_reward=None,
+    ledger: BudgetLedger | None = None,
+) -> SearchResult:
+    """Stream-T1 search for one prompt (see the module docstring).
+
+    Args:
+        sampler: the student's few-step sampler (its cache layout sets window, sink and max sink).
+        text: text-encoder states ``[1, L, D]``; prompt: the prompt string (for the rewards).
+        latent_shape: ``(C, h, w)``; num_frames: latent frames (a multiple of the chunk size).
+        reward: the long-term reward (a `RewardModel`); ``short_reward`` (default: the same) scores the new
+            chunk, ``final_reward`` (default: the same) picks among the final beams.
+        codec: latents -> pixels in [0, 1] (`decode`).
+    Returns:
+        `SearchResult` with the chosen beam, all final beams, the ledger and the search tree.
+    Raises:
+        SearchError: every candidate of a chunk failed to score (``partial``: the beams so far).
+    """
+    chunk = sampler.chunk_frames
+    if num_frames % chunk:
+        raise ValueError(f"num_frames={num_frames} is not a multiple of the chunk size {chunk}")
+    short_reward, final_reward = short_reward or reward, final_reward or reward
+    ledger = ledger or BudgetLedger()
+    steps = len(sampler.schedule)
+    root = sampler.session(sampler.model.encode_text(text, grad=False), latent_shape, 1, GaussianNoise(cfg.seed))
+    beams: list[Beam] = [Beam(root, seed=cfg.seed)]
+    tree: list[list[dict]] = []
+    for k in range(num_frames // chunk):
+        start = k * chunk
+        candidates = []  # (beam index, child session, seed, z, x0)
+        for b, beam in enumerate(beams):
+            beam.session.open_chunk()  # eviction (routed by this beam's flags) happens once per beam
+            n_children = cfg.first_candidates if k == 0 else cfg.children
+            for i in range(n_children):
+                seed = child_seed(cfg.seed, k, b, i, beam.seed, cfg.reference_compat)
+                child = beam.session.fork(seed=seed)
+                with ledger.timed("denoise"):
+                    eps = child.initial_noise()
+                    parent = beam.last_noise if cfg.noise_propagation else None
+                    z = propagate_noise(parent, eps, cfg.rho, cfg.noise_mode)
+                    x = z
+                    for j in range(steps):
+                        x0 = child.denoise(x, j)
+                        ledger.forward("denoise")
+                        if j + 1 < steps:
+                            x = child.renoise(x0, j)
+                candidates.append((b, child, seed, z, x0))
+        # ---- scores of the pool (B.5); a pool with nothing to choose and no memory routing is not scored
+        if len(candidates) <= cfg.top_k and not cfg.memory_sinking:
+            tree.append([{"candidate": i, "parent": c[0], "seed": c[2], "kept": True} for i, c in enumerate(candidates)])
+            beams = [_commit_unscored(beams[b], child, seed, z, x0, ledger) for b, child, seed, z, x0 in candidates]
+            continue
+        chunk_lat = torch.cat([c[4] for c in candidates])  # [N, n, C, h, w]
+        short = _score(short_reward, _decode(codec, chunk_lat, ledger), [prompt] * len(candidates), ledger, "short")
+        if cfg.long_term:
+            windows = []
+            for b, _, _, _, x0 in candidates:
+                history = beams[b].latents[-(cfg.window - 1):] if cfg.window > 1 else []
+                windows.append(torch.cat([*history, x0], dim=1))
+            frames = min(w.shape[1] for w in windows)
+            long_lat = torch.cat([w[:, -frames:] for w in windows])
+            long = _score(reward, _decode(codec, long_lat, ledger), [prompt] * len(candidates), ledger, "long")
+            alpha = fusion_alpha(start, num_frames, chunk, cfg.alpha_max)
+        else:
+            long, alpha = torch.zeros_like(short), 1.0
+        ok = torch.isfinite(short) & torch.isfinite(long)
+        if not bool(ok.any()):
+            raise SearchError(f"chunk {k}: every candidate's reward failed (non-finite or raised); "
+                              f"kept the {start} latent frames produced so far", beams)
+        fused = torch.full_like(short, -math.inf)
+        fused[ok] = fuse_scores(short[ok], long[ok], alpha, cfg.normalise_scores)
+        keep = torch.argsort(fused, descending=True)[: min(cfg.top_k, int(ok.sum()))].tolist()
+        # ---- survivors commit; their flags route later evictions (B.6)
+        new_beams, level = [], []
+        for idx, (b, child, seed, z, x0) in enumerate(candidates):
+            kept = idx in keep
+            level.append({"candidate": idx, "parent": b, "seed": seed, "short": float(short[idx]),
+                          "long": float(long[idx]), "fused": float(fused[idx]), "ok": bool(ok[idx]), "kept": kept})
+            if not kept:
+                child.discard()
+                continue
+            child.commit(x0, initial_noise=z)
+            ledger.forward("commit")
+            parent = beams[b]
+            beam = Beam(child, [*parent.latents, x0], seed, z, [*parent.short, float(short[idx])],
+                        [*parent.long, float(long[idx])], [*parent.fused, float(fused[idx])], dict(parent.flags),
+                        dict(parent.routes))
+            beam.flags[start] = memory_flags(
+                float(short[idx]), parent.short, parent.long[-1] if parent.long else None, float(long[idx]),
+                cfg.tau_short, cfg.tau_long, cfg.window, cfg.reference_compat)
+            _attach_router(beam, sampler, cfg)
+            new_beams.append((keep.index(idx), beam))
+        ok_count = int((~ok).sum())
+        if ok_count:
+            ledger.reward("dropped_candidates", ok_count)
+        beams = [beam for _, beam in sorted(new_beams, key=lambda t: t[0])]
+        tree.append(level)
+    # ---- final pick by the video reward (nothing to pick from one beam)
+    if len(beams) == 1:
+        return SearchResult(beams[0], beams, ledger, tree)
+    videos = torch.cat([beam.video_latents() for beam in beams])
+    final = _score(final_reward, _decode(codec, videos, ledger), [prompt] * len(beams), ledger, "final")
+    for beam, score in zip(beams, final.tolist(), strict=True):
+        beam.final = score
+    best = max(beams, key=lambda bm: bm.final if math.isfinite(bm.final) else -math.inf)
+    return SearchResult(best, beams, ledger, tree)
+
+
+def _commit_unscored(parent: Beam, child: StreamSession, seed: int, z, x0, ledger: BudgetLedger) -> Beam:
+    child.commit(x0, initial_noise=z)
+    ledger.forward("commit")
+    return Beam(child, [*parent.latents, x0], seed, z, list(parent.short), list(parent.long), list(parent.fused),
+                dict(parent.flags), dict(parent.routes))
+
+
+def plain_config(seed: int = 42) -> SearchConfig:
+    """Plain sampling through the search machinery: one candidate per chunk, no routing."""
+    return SearchConfig(children=1, top_k=1, chunk0_candidates=1, noise_propagation=False, memory_sinking=False,
+                        long_term=False, seed=seed)
+
+
+def greedy_config(n: int, seed: int = 42) -> SearchConfig:
+    """Chunk-greedy search (Video-T1-like): n children of one beam per chunk, best kept; no propagation / memory."""
+    return SearchConfig(children=n, top_k=1, chunk0_candidates=n, noise_propagation=False, memory_sinking=False,
+                        seed=seed)
+
+
+@torch.no_grad()
+def best_of_n(sampler, text, prompt, latent_shape, num_frames, reward, codec, n: int, seed: int = 42,
+              ledger: BudgetLedger | None = None) -> SearchResult:
+    """N whole videos streamed independently (seeds seed + 1000 i), the video reward picks one."""
+    ledger = ledger or BudgetLedger()
+    beams = []
+    for i in range(n):
+        result = chunk_search(sampler, text, prompt, latent_shape, num_frames, reward, codec,
+                              plain_config(seed + 1000 * i), ledger=ledger)
+        beams.append(result.best)
+    videos = torch.cat([beam.video_latents() for beam in beams])
+    final = _score(reward, _decode(codec, videos, ledger), [prompt] * n, ledger, "final")
+    for beam, score in zip(beams, final.tolist(), strict=True):
+        beam.final = score
+    best = max(beams, key=lambda bm: bm.final if math.isfinite(bm.final) else -math.inf)
+    return SearchResult(best, beams, ledger, [])
