@@ -91,3 +91,12 @@ R1_CONFIG := $(if $(filter command line environment,$(origin CONFIG)),$(CONFIG),
 
 train-r1: $(STAMP) ## Stream-R1 of the shapes student with the learned reward (make train-r1 [CONFIG=experiments/...])
 	OMP_NUM_THREADS=1 $(VENV)/bin/streamvid-train r1 --config $(R1_CONFIG)
+
+# Stream-T1 (streamvid-infer-t1): chunk-level search with the shipped Stream-R1 shapes student.
+.PHONY: infer-t1
+T1_CONFIG := $(if $(filter command line environment,$(origin CONFIG)),$(CONFIG),configs/infer/shapes_t1.yaml)
+T1_PROMPT := $(if $(filter command line environment,$(origin PROMPT)),$(PROMPT),a red circle moving left, then up)
+T1_OUT    := $(if $(filter command line environment,$(origin OUT)),$(OUT),outputs/infer_t1/red_left_up.mp4)
+
+infer-t1: $(STAMP) ## Stream-T1 search with the shipped Stream-R1 shapes student (make infer-t1 [PROMPT=... OUT=... CONFIG=...])
+	OMP_NUM_THREADS=1 $(VENV)/bin/streamvid-infer-t1 --config $(T1_CONFIG) --prompt "$(T1_PROMPT)" --out $(T1_OUT)

@@ -20,6 +20,7 @@ from streamvid.core.sampler_config import SamplerConfig
 from streamvid.distill.dmd_config import DMDStageConfig
 from streamvid.distill.stage_config import OdePairsStageConfig, StudentStageConfig, TeacherStageConfig
 from streamvid.eval.runner_config import EvalConfig
+from streamvid.tts.cli import InferT1Config
 
 REPO = Path(__file__).resolve().parents[2]
 ROOTS = ("configs", "experiments")
@@ -34,6 +35,7 @@ SCHEMAS: dict[str, type | None] = {
     "configs/train/shapes_student.yaml": StudentStageConfig,
     "configs/train/shapes_r1.yaml": DMDStageConfig,
     "experiments": DMDStageConfig,
+    "configs/infer": InferT1Config,
 }
 
 

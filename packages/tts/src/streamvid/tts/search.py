@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from streamvid.core.config import ConfigError, check_choice
 from streamvid.core.kv_cache import EvictedChunk, EvictionPolicy
 from streamvid.core.sampler import GaussianNoise, StreamingSampler, StreamSession
 from streamvid.tts.ledger import BudgetLedger
@@ -48,7 +49,7 @@ class SearchError(RuntimeError):
         self.partial = partial
 
 
-@dataclass(frozen=True)
+@dataclass
 class SearchConfig:
     """Stream-T1's hyperparameters (B.7, shipped values) and the switches of its ablations and baselines."""
 
@@ -80,13 +81,13 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         if min(self.children, self.top_k, self.window) < 1:
-            raise ValueError("children, top_k and window must be >= 1")
+            raise ConfigError(f"search: children, top_k and window must be >= 1, got {self.children}, "
+                              f"{self.top_k}, {self.window}")
         if self.chunk0_candidates is not None and self.chunk0_candidates < 1:
-            raise ValueError("chunk0_candidates must be >= 1")
+            raise ConfigError("search.chunk0_candidates must be >= 1 (or null)")
         if not -1.0 <= self.rho <= 1.0 or not 0.0 <= self.alpha_max <= 1.0:
-            raise ValueError("need rho in [-1, 1] and alpha_max in [0, 1]")
-        if self.noise_mode not in ("linear", "slerp"):
-            raise ValueError(f"noise_mode must be linear or slerp, got {self.noise_mode!r}")
+            raise ConfigError(f"search: need rho in [-1, 1] and alpha_max in [0, 1], got {self.rho}, {self.alpha_max}")
+        check_choice("search.noise_mode", self.noise_mode, ("linear", "slerp"))
 
     @property
     def first_candidates(self) -> int:
@@ -169,10 +170,11 @@ def chunk_search(
     num_frames: int,
     reward,
     codec,
-    cfg: SearchConfig = SearchConfig(),
+    cfg: SearchConfig | None = None,
     short_reward=None,
     final_reward=None,
     ledger: BudgetLedger | None = None,
+    on_chunk=None,
 ) -> SearchResult:
     """Stream-T1 search for one prompt (see the module docstring).
 
@@ -183,11 +185,14 @@ def chunk_search(
         reward: the long-term reward (a `RewardModel`); ``short_reward`` (default: the same) scores the new
             chunk, ``final_reward`` (default: the same) picks among the final beams.
         codec: latents -> pixels in [0, 1] (`decode`).
+        cfg: the search settings (default: Stream-T1's shipped values).
+        on_chunk: called with the chunk index after each chunk (a progress bar).
     Returns:
         `SearchResult` with the chosen beam, all final beams, the ledger and the search tree.
     Raises:
         SearchError: every candidate of a chunk failed to score (``partial``: the beams so far).
     """
+    cfg = cfg or SearchConfig()
     chunk = sampler.chunk_frames
     if num_frames % chunk:
         raise ValueError(f"num_frames={num_frames} is not a multiple of the chunk size {chunk}")
@@ -221,6 +226,8 @@ def chunk_search(
         if len(candidates) <= cfg.top_k and not cfg.memory_sinking:
             tree.append([{"candidate": i, "parent": c[0], "seed": c[2], "kept": True} for i, c in enumerate(candidates)])
             beams = [_commit_unscored(beams[b], child, seed, z, x0, ledger) for b, child, seed, z, x0 in candidates]
+            if on_chunk is not None:
+                on_chunk(k)
             continue
         chunk_lat = torch.cat([c[4] for c in candidates])  # [N, n, C, h, w]
         short = _score(short_reward, _decode(codec, chunk_lat, ledger), [prompt] * len(candidates), ledger, "short")
@@ -267,6 +274,8 @@ def chunk_search(
             ledger.reward("dropped_candidates", ok_count)
         beams = [beam for _, beam in sorted(new_beams, key=lambda t: t[0])]
         tree.append(level)
+        if on_chunk is not None:
+            on_chunk(k)
     # ---- final pick by the video reward (nothing to pick from one beam)
     if len(beams) == 1:
         return SearchResult(beams[0], beams, ledger, tree)
@@ -299,13 +308,13 @@ def greedy_config(n: int, seed: int = 42) -> SearchConfig:
 
 @torch.no_grad()
 def best_of_n(sampler, text, prompt, latent_shape, num_frames, reward, codec, n: int, seed: int = 42,
-              ledger: BudgetLedger | None = None) -> SearchResult:
+              ledger: BudgetLedger | None = None, on_chunk=None) -> SearchResult:
     """N whole videos streamed independently (seeds seed + 1000 i), the video reward picks one."""
     ledger = ledger or BudgetLedger()
     beams = []
     for i in range(n):
         result = chunk_search(sampler, text, prompt, latent_shape, num_frames, reward, codec,
-                              plain_config(seed + 1000 * i), ledger=ledger)
+                              plain_config(seed + 1000 * i), ledger=ledger, on_chunk=on_chunk)
         beams.append(result.best)
     videos = torch.cat([beam.video_latents() for beam in beams])
     final = _score(reward, _decode(codec, videos, ledger), [prompt] * n, ledger, "final")

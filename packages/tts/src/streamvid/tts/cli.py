@@ -1,0 +1,180 @@
+"""`streamvid-infer-t1`: stream one video with chunk-level test-time search (Stream-T1 or a baseline).
+
+Writes, next to ``--out`` (``<stem>.mp4``): the chosen video as mp4 and gif, ``<stem>.scores.json`` (per-chunk
+short / long / fused scores and memory flags of the chosen beam, its final score), ``<stem>.tree.json`` and
+``<stem>.tree.png`` (every candidate per chunk with its scores, the survivors, and the memory route of each evicted
+chunk), ``<stem>.ledger.json`` (NFE by kind, decodes, reward calls, time per component, peak memory) and
+``<stem>.config.yaml`` (the resolved config). Each file is written atomically; everything is checked before the
+model is built, and bad input is one ``error:`` line with exit code 2.
+
+Strategies (``strategy``): ``stream_t1`` (the `search` section), ``greedy`` (chunk-greedy, ``n`` children),
+``best_of_n`` (``n`` whole videos), ``plain`` (one sample, no search).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from streamvid.core.cli.errors import run_cli
+from streamvid.core.cli.paths import check_output_file, write_resolved_config
+from streamvid.core.config import ConfigError, check_choice, load_config
+from streamvid.core.generator_config import GeneratorConfig
+from streamvid.core.rewards.configs import RewardSelection
+from streamvid.tts.search import SearchConfig
+
+PROG = "streamvid-infer-t1"
+STRATEGIES = ("stream_t1", "greedy", "best_of_n", "plain")
+
+EXAMPLES = """\
+examples (run from the repository root):
+  streamvid-infer-t1 --config configs/infer/shapes_t1.yaml --prompt "a red circle moving left, then up" --out outputs/infer_t1/red.mp4
+  streamvid-infer-t1 --config configs/infer/shapes_t1.yaml --prompt "a blue square moving down" --out outputs/infer_t1/blue_bon.mp4 --set strategy=best_of_n --set n=4
+"""
+
+
+@dataclass
+class InferT1Config:
+    """`streamvid-infer-t1`'s config: a student, a reward, a search strategy and what to render."""
+
+    prompt: str | None = None
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    reward: RewardSelection = field(default_factory=lambda: RewardSelection(name="shapes_learned"))
+    """The search reward (short-term, long-term and final pick)."""
+    strategy: str = "stream_t1"
+    search: SearchConfig = field(default_factory=SearchConfig)
+    """Stream-T1's settings (methods.md B.7)."""
+    n: int = 4
+    """Children per chunk (greedy) or videos (best_of_n)."""
+    num_frames: int = 12
+    fps: int = 8
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        check_choice("strategy", self.strategy, STRATEGIES)
+        if self.n < 1 or self.fps < 1 or self.threads < 1:
+            raise ConfigError(f"n, fps and threads must be >= 1, got {self.n}, {self.fps}, {self.threads}")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0], epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="YAML file (schema: InferT1Config in streamvid.tts.cli)")
+    parser.add_argument("--prompt", default=None, help="text prompt (required unless the config sets prompt)")
+    parser.add_argument("--out", required=True, help="output video path (.mp4); the other files go next to it")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override, repeatable (e.g. strategy=greedy, search.top_k=3)")
+    return parser.parse_args(argv)
+
+
+def resolve_config(args: argparse.Namespace) -> InferT1Config:
+    path = Path(args.config)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    cfg = load_config(path, args.overrides, schema=InferT1Config)
+    if args.prompt is not None:
+        cfg = replace(cfg, prompt=args.prompt)
+    if cfg.prompt is None or not cfg.prompt.strip():
+        raise ConfigError(f"no prompt: give --prompt \"a red circle moving left\" (the config {path} sets none)")
+    chunk = cfg.generator.sampler.cache.chunk_frames
+    if cfg.num_frames <= 0 or cfg.num_frames % chunk:
+        raise ConfigError(f"num_frames={cfg.num_frames} must be a positive multiple of the chunk size {chunk}")
+    if cfg.generator.checkpoint is None:
+        raise ConfigError("generator.checkpoint is null: search needs a trained student (e.g. "
+                          "assets/shapes/stream_r1_student)")
+    return cfg
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def draw_tree(tree: list[list[dict]], routes: dict[int, str], chunk_frames: int, path: Path) -> None:
+    """PNG: one column per chunk, every candidate's fused score (survivors filled), evicted chunks' routes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(tree)), 3.2))
+    for k, level in enumerate(tree):
+        for c in level:
+            y = c.get("fused", 0.0)
+            y = y if y == y and abs(y) != float("inf") else 0.0
+            ax.scatter(k, y, s=40, facecolors="tab:blue" if c["kept"] else "none", edgecolors="tab:blue")
+        route = routes.get(k * chunk_frames)
+        if route:
+            ax.annotate(route, (k, ax.get_ylim()[0]), fontsize=7, rotation=90, va="bottom", color="tab:red")
+    ax.set_xlabel("chunk")
+    ax.set_ylabel("fused score (filled: kept)")
+    ax.set_title("search tree (red: route of the chunk when it left the window)", fontsize=9)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def infer(args: argparse.Namespace) -> int:
+    cfg = resolve_config(args)
+    out = check_output_file(args.out, "--out", (".mp4",))
+    from streamvid.core.generator import build_generator, prompt_vocabulary
+    from streamvid.core.video_io import write_video
+    from streamvid.tts.search import best_of_n, chunk_search, greedy_config, plain_config
+
+    torch.set_num_threads(cfg.threads)
+    reward = cfg.reward.build()
+    gen = build_generator(cfg.generator, vocabulary=prompt_vocabulary([cfg.prompt]))
+    text = gen.text_encoder.encode([cfg.prompt]).embeddings.to(gen.device)
+    chunks = cfg.num_frames // gen.sampler.chunk_frames
+    total = chunks * (cfg.n if cfg.strategy == "best_of_n" else 1)
+    with tqdm(total=total, desc=cfg.strategy, unit="chunk", file=sys.stderr) as bar:
+        common = dict(sampler=gen.sampler, text=text, prompt=cfg.prompt, latent_shape=gen.latent_shape,
+                      num_frames=cfg.num_frames, reward=reward, codec=gen.codec, on_chunk=lambda k: bar.update(1))
+        if cfg.strategy == "best_of_n":
+            result = best_of_n(n=cfg.n, seed=cfg.search.seed, **common)
+        else:
+            search = {"stream_t1": cfg.search, "greedy": greedy_config(cfg.n, cfg.search.seed),
+                      "plain": plain_config(cfg.search.seed)}[cfg.strategy]
+            result = chunk_search(cfg=search, **common)
+    best = result.best
+    with torch.no_grad():
+        video = gen.codec.decode(best.video_latents()).clamp(0, 1)[0].cpu()
+    stem = out.with_suffix("")
+    files = {"video": out, "gif": stem.with_suffix(".gif"), "scores": Path(f"{stem}.scores.json"),
+             "tree": Path(f"{stem}.tree.json"), "tree_png": Path(f"{stem}.tree.png"),
+             "ledger": Path(f"{stem}.ledger.json"), "config": Path(f"{stem}.config.yaml")}
+    write_video(files["video"], video, fps=cfg.fps)
+    write_video(files["gif"], video, fps=cfg.fps)
+    scores = {"prompt": cfg.prompt, "strategy": cfg.strategy, "final": best.final, "seed": best.seed,
+              "chunks": [{"chunk": k, "short": s, "long": lg, "fused": f,
+                          "flags": best.flags.get(k * gen.sampler.chunk_frames)}
+                         for k, (s, lg, f) in enumerate(zip(best.short, best.long, best.fused, strict=False))],
+              "routes": {str(k): v for k, v in best.routes.items()}}
+    _atomic_write(files["scores"], json.dumps(scores, indent=2).encode())
+    _atomic_write(files["tree"], json.dumps({"tree": result.tree, "routes": scores["routes"],
+                                             "search": asdict(cfg.search)}, indent=2).encode())
+    draw_tree(result.tree, best.routes, gen.sampler.chunk_frames, files["tree_png"])
+    _atomic_write(files["ledger"], json.dumps(result.ledger.to_dict(), indent=2).encode())
+    write_resolved_config(cfg, files["config"])
+    print(f"{PROG}: wrote {', '.join(str(p) for p in files.values())}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(PROG, lambda: infer(parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

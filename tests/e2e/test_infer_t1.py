@@ -1,0 +1,63 @@
+"""`streamvid-infer-t1` as a user runs it (`make infer-t1`): the shipped Stream-R1 shapes student under Stream-T1
+search writes the video, scores, search tree and ledger; baselines spend what they say; bad input is one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.console_scripts import error_line, run_script
+
+pytestmark = pytest.mark.slow
+
+CONFIG = "configs/infer/shapes_t1.yaml"
+PROMPT = "a red circle moving left, then up"
+
+
+def test_stream_t1_writes_video_scores_tree_and_ledger(tmp_path: Path):
+    out = tmp_path / "red.mp4"
+    proc = run_script("streamvid-infer-t1", "--config", CONFIG, "--prompt", PROMPT, "--out", out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    names = ["red.mp4", "red.gif", "red.scores.json", "red.tree.json", "red.tree.png", "red.ledger.json",
+             "red.config.yaml"]
+    assert all((tmp_path / n).stat().st_size > 0 for n in names)
+    assert proc.stderr.strip().splitlines()[-1].startswith("streamvid-infer-t1: wrote ")
+    ledger = json.loads((tmp_path / "red.ledger.json").read_text())
+    # 4 chunks: 4 candidates at chunk 0, then 2 beams x 2 children; 4 steps each; 2 commits per chunk
+    assert ledger["forwards"] == {"denoise": 4 * 4 * 4, "commit": 4 * 2, "cfg": 0}
+    tree = json.loads((tmp_path / "red.tree.json").read_text())["tree"]
+    assert [len(level) for level in tree] == [4, 4, 4, 4] and all(sum(c["kept"] for c in lv) == 2 for lv in tree)
+    scores = json.loads((tmp_path / "red.scores.json").read_text())
+    assert len(scores["chunks"]) == 4 and scores["final"] is not None
+
+
+def test_best_of_n_costs_n_plain_samples(tmp_path: Path):
+    runs = {}
+    for strategy in ("plain", "best_of_n"):
+        out = tmp_path / f"{strategy}.mp4"
+        proc = run_script("streamvid-infer-t1", "--config", CONFIG, "--prompt", PROMPT, "--out", out,
+                          "--set", f"strategy={strategy}", "--set", "n=3")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        runs[strategy] = json.loads((tmp_path / f"{strategy}.ledger.json").read_text())
+    assert runs["plain"]["nfe"] == 4 * (4 + 1) and runs["plain"]["reward_calls"] == {}
+    assert runs["best_of_n"]["nfe"] == 3 * runs["plain"]["nfe"] and runs["best_of_n"]["reward_calls"]["final"] == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--prompt", "  "], "no prompt"),
+        (["--prompt", PROMPT, "--set", "search.bogus=1"], "unknown key 'search.bogus'"),
+        (["--prompt", PROMPT, "--set", "reward.name=nope"], "unknown reward name 'nope'"),
+        (["--prompt", PROMPT, "--set", "strategy=magic"], "strategy"),
+        (["--prompt", PROMPT, "--set", "generator.model.num_layers=2"], "generator.checkpoint"),
+    ],
+    ids=["blank-prompt", "unknown-key", "unknown-reward", "unknown-strategy", "checkpoint-mismatch"],
+)
+def test_bad_input_is_one_line(args: list[str], needle: str, tmp_path: Path):
+    out = tmp_path / "x.mp4"
+    proc = run_script("streamvid-infer-t1", "--config", CONFIG, "--out", out, *args)
+    assert needle in error_line(proc, "streamvid-infer-t1")
+    assert not out.exists()
