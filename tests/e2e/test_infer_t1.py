@@ -53,8 +53,9 @@ def test_best_of_n_costs_n_plain_samples(tmp_path: Path):
         (["--prompt", PROMPT, "--set", "reward.name=nope"], "unknown reward name 'nope'"),
         (["--prompt", PROMPT, "--set", "strategy=magic"], "strategy"),
         (["--prompt", PROMPT, "--set", "generator.model.num_layers=2"], "generator.checkpoint"),
+        (["--prompt", PROMPT, "--set", "budget=0.5"], "smaller than one plain sample"),
     ],
-    ids=["blank-prompt", "unknown-key", "unknown-reward", "unknown-strategy", "checkpoint-mismatch"],
+    ids=["blank-prompt", "unknown-key", "unknown-reward", "unknown-strategy", "checkpoint-mismatch", "budget"],
 )
 def test_bad_input_is_one_line(args: list[str], needle: str, tmp_path: Path):
     out = tmp_path / "x.mp4"

@@ -123,3 +123,21 @@ def test_failing_rewards_drop_candidates_or_stop_with_the_partial_result():
     with pytest.raises(SearchError, match="every candidate") as info:
         _run(_sampler(), SearchConfig(children=2, top_k=2), frames=6, reward=Brightness("raise"))
     assert len(info.value.partial) == 1 and info.value.partial[0].latents == []  # failed at chunk 0
+
+
+def test_budget_plans_spend_their_multiple_of_plain_sampling():
+    from streamvid.core.config import ConfigError
+    from streamvid.tts.search import plan_for_budget
+
+    sampler = _sampler()
+    plain = _run(sampler, plain_config(), frames=9).ledger.nfe
+    for multiple in (2, 4):
+        cfg, n = plan_for_budget("stream_t1", multiple)
+        assert (cfg.top_k, cfg.children, cfg.first_candidates) == (2, multiple // 2, multiple)
+        cost = _run(sampler, cfg, frames=9).ledger.nfe
+        # denoising NFE is exactly multiple x plain's; the extra commits of the kept beams cost top_k - 1 per chunk
+        assert cost == multiple * plain - (multiple - cfg.top_k) * 3
+        cfg, n = plan_for_budget("greedy", multiple)
+        assert n == multiple and cfg.children == multiple
+    with pytest.raises(ConfigError, match="smaller than one plain sample"):
+        plan_for_budget("best_of_n", 0.5)

@@ -54,6 +54,9 @@ class InferT1Config:
     """Stream-T1's settings (methods.md B.7)."""
     n: int = 4
     """Children per chunk (greedy) or videos (best_of_n)."""
+    budget: float | None = None
+    """A budget in multiples of plain sampling's NFE (1, 2, 4, 8 ...): sets n / children x beams for the strategy
+    (`plan_for_budget`); null: the settings as given. Below 1 is refused."""
     num_frames: int = 12
     fps: int = 8
     threads: int = 1
@@ -87,6 +90,11 @@ def resolve_config(args: argparse.Namespace) -> InferT1Config:
     chunk = cfg.generator.sampler.cache.chunk_frames
     if cfg.num_frames <= 0 or cfg.num_frames % chunk:
         raise ConfigError(f"num_frames={cfg.num_frames} must be a positive multiple of the chunk size {chunk}")
+    if cfg.budget is not None:
+        from streamvid.tts.search import plan_for_budget
+
+        search, n = plan_for_budget(cfg.strategy, cfg.budget, cfg.search)
+        cfg = replace(cfg, search=search if cfg.strategy == "stream_t1" else cfg.search, n=n)
     if cfg.generator.checkpoint is None:
         raise ConfigError("generator.checkpoint is null: search needs a trained student (e.g. "
                           "assets/shapes/stream_r1_student)")
@@ -166,7 +174,9 @@ def infer(args: argparse.Namespace) -> int:
     _atomic_write(files["tree"], json.dumps({"tree": result.tree, "routes": scores["routes"],
                                              "search": asdict(cfg.search)}, indent=2).encode())
     draw_tree(result.tree, best.routes, gen.sampler.chunk_frames, files["tree_png"])
-    _atomic_write(files["ledger"], json.dumps(result.ledger.to_dict(), indent=2).encode())
+    plain_nfe = chunks * (len(gen.sampler.schedule) + 1)
+    ledger = result.ledger.to_dict() | {"plain_nfe": plain_nfe, "cost_multiple": round(result.ledger.nfe / plain_nfe, 3)}
+    _atomic_write(files["ledger"], json.dumps(ledger, indent=2).encode())
     write_resolved_config(cfg, files["config"])
     print(f"{PROG}: wrote {', '.join(str(p) for p in files.values())}", file=sys.stderr)
     return 0

@@ -21,7 +21,7 @@ result does not depend on that order, since every candidate draws from its own s
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -38,7 +38,17 @@ from streamvid.tts.stream_t1_rules import (
     propagate_noise,
 )
 
-__all__ = ["Beam", "SearchConfig", "SearchError", "SearchResult", "best_of_n", "chunk_search"]
+__all__ = [
+    "Beam",
+    "SearchConfig",
+    "SearchError",
+    "SearchResult",
+    "best_of_n",
+    "chunk_search",
+    "greedy_config",
+    "plain_config",
+    "plan_for_budget",
+]
 
 
 class SearchError(RuntimeError):
@@ -322,3 +332,25 @@ def best_of_n(sampler, text, prompt, latent_shape, num_frames, reward, codec, n:
         beam.final = score
     best = max(beams, key=lambda bm: bm.final if math.isfinite(bm.final) else -math.inf)
     return SearchResult(best, beams, ledger, [])
+
+
+def plan_for_budget(strategy: str, multiple: float, base: SearchConfig | None = None) -> tuple[SearchConfig, int]:
+    """The settings that spend about ``multiple`` x the NFE of plain sampling: (search config, n).
+
+    ``best_of_n`` / ``greedy``: n = floor(multiple) videos / children per chunk. ``stream_t1``: top_k = 2 beams
+    (1 below 2x) and floor(multiple / top_k) children each, chunk 0 with children x top_k candidates; other
+    settings from ``base``. ``plain`` needs a multiple >= 1. Raises `ConfigError` below one plain sample.
+    """
+    if multiple < 1:
+        raise ConfigError(f"budget {multiple}x is smaller than one plain sample (1x)")
+    base = base or SearchConfig()
+    n = int(math.floor(multiple))
+    if strategy == "plain":
+        return plain_config(base.seed), 1
+    if strategy in ("best_of_n", "greedy"):
+        return greedy_config(n, base.seed), n
+    if strategy != "stream_t1":
+        raise ConfigError(f"unknown strategy {strategy!r}")
+    top_k = 2 if multiple >= 2 else 1
+    children = max(1, int(math.floor(multiple / top_k)))
+    return replace(base, top_k=top_k, children=children, chunk0_candidates=children * top_k), n
