@@ -35,6 +35,7 @@ SCHEMAS: dict[str, type | None] = {
     "configs/train/shapes_student.yaml": StudentStageConfig,
     "configs/train/shapes_r1.yaml": DMDStageConfig,
     "experiments": DMDStageConfig,
+    "experiments/stream_t1": InferT1Config,
     "configs/infer": InferT1Config,
 }
 

@@ -31,7 +31,7 @@ PAPER, SHAPES = EXPERIMENTS / "stream_r1", EXPERIMENTS / "shapes"
 PAPER_BASE = PAPER / "stream_r1.yaml"
 SHAPES_BASE = REPO / "configs" / "train" / "shapes_r1.yaml"
 
-ALL_ROWS = sorted(EXPERIMENTS.rglob("*.yaml"))
+ALL_ROWS = sorted(PAPER.glob("*.yaml")) + sorted(SHAPES.glob("*.yaml"))  # the Stream-R1 rows (DMDStageConfig)
 PAPER_ROWS = sorted(PAPER.glob("*.yaml"))
 SHAPES_ROWS = sorted(SHAPES.glob("*.yaml"))
 

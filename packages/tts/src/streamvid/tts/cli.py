@@ -48,7 +48,10 @@ class InferT1Config:
     prompt: str | None = None
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     reward: RewardSelection = field(default_factory=lambda: RewardSelection(name="shapes_learned"))
-    """The search reward (short-term, long-term and final pick)."""
+    """The search reward: long-term window score and final pick (and the short-term score unless
+    ``short_reward`` is set)."""
+    short_reward: RewardSelection | None = None
+    """The short-term (new chunk) reward, e.g. a frame scorer at paper scale (Stream-T1: HPSv3); null: ``reward``."""
     strategy: str = "stream_t1"
     search: SearchConfig = field(default_factory=SearchConfig)
     """Stream-T1's settings (methods.md B.7)."""
@@ -143,6 +146,7 @@ def infer(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(cfg.threads)
     reward = cfg.reward.build()
+    short_reward = cfg.short_reward.build() if cfg.short_reward is not None else None
     gen = build_generator(cfg.generator, vocabulary=prompt_vocabulary([cfg.prompt]))
     text = gen.text_encoder.encode([cfg.prompt]).embeddings.to(gen.device)
     chunks = cfg.num_frames // gen.sampler.chunk_frames
@@ -155,7 +159,7 @@ def infer(args: argparse.Namespace) -> int:
         else:
             search = {"stream_t1": cfg.search, "greedy": greedy_config(cfg.n, cfg.search.seed),
                       "plain": plain_config(cfg.search.seed)}[cfg.strategy]
-            result = chunk_search(cfg=search, **common)
+            result = chunk_search(cfg=search, short_reward=short_reward, **common)
     best = result.best
     with torch.no_grad():
         video = gen.codec.decode(best.video_latents()).clamp(0, 1)[0].cpu()
