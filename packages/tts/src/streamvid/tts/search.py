@@ -268,7 +268,8 @@ def chunk_search(
             if not kept:
                 child.discard()
                 continue
-            child.commit(x0, initial_noise=z)
+            with ledger.timed("commit"):
+                child.commit(x0, initial_noise=z)
             ledger.forward("commit")
             parent = beams[b]
             beam = Beam(child, [*parent.latents, x0], seed, z, [*parent.short, float(short[idx])],
@@ -298,7 +299,8 @@ def chunk_search(
 
 
 def _commit_unscored(parent: Beam, child: StreamSession, seed: int, z, x0, ledger: BudgetLedger) -> Beam:
-    child.commit(x0, initial_noise=z)
+    with ledger.timed("commit"):
+        child.commit(x0, initial_noise=z)
     ledger.forward("commit")
     return Beam(child, [*parent.latents, x0], seed, z, list(parent.short), list(parent.long), list(parent.fused),
                 dict(parent.flags), dict(parent.routes))

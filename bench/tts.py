@@ -1,0 +1,115 @@
+"""Test-time search costs (issue 10 §4): forked candidates' cache memory against deep copies, and the share of
+search wall time spent outside model forwards, decodes and reward calls.
+
+    .venv/bin/python bench/tts.py --out outputs/bench/tts.json
+
+1. Memory: a stream with ``--history`` committed chunks (no window: the whole history stays), one chunk opened on
+   it, then ``--candidates`` candidates that each write their own chunk K/V: (a) `StreamSession.fork` (history
+   shared copy-on-write), (b) ``copy.deepcopy`` of the session's cache per candidate (what the reference does).
+   Bytes are the unique tensor storages held by the parent and all candidates (deduplicated by data pointer),
+   divided by one stream's bytes. Target for (a): <= 1.5.
+2. Overhead: one Stream-T1 search (the shipped shapes config, ``make infer-t1``'s prompt) timed by its ledger:
+   1 - (denoise + commit + decode + reward seconds) / wall seconds (the "denoise" component includes each
+   candidate's noise draw and propagation). Target <= 5 %.
+Candidates run one after another in this version (batched candidates are not built yet), so no batched /
+sequential ratio is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from streamvid.core.causal_wan import CausalWanModel
+from streamvid.core.kv_cache import CacheLayout
+from streamvid.core.sampler import GaussianNoise, StreamingSampler
+from streamvid.core.sampler_config import SamplerConfig
+
+
+def unique_bytes(caches) -> int:
+    seen, total = set(), 0
+    for cache in caches:
+        for t in cache.tensors():
+            key = (t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
+            if key not in seen:
+                seen.add(key)
+                total += t.untyped_storage().nbytes()
+    return total
+
+
+@torch.no_grad()
+def fill_candidate(session) -> None:
+    """Write one chunk's K/V into the candidate's cache (one denoising forward)."""
+    x = session.initial_noise()
+    session.denoise(x, 0)
+
+
+@torch.no_grad()
+def memory(history: int, candidates: int) -> dict:
+    torch.manual_seed(0)
+    model = CausalWanModel(patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=32, in_channels=12,
+                           out_channels=12, text_dim=64, freq_dim=64, ffn_dim=256, num_layers=3).eval()
+    sampler = StreamingSampler.from_config(model, SamplerConfig(cache=CacheLayout(chunk_frames=3)))
+    text = model.encode_text(torch.randn(1, 1, 64), grad=False)
+    session = sampler.session(text, (12, 16, 16), 1, GaussianNoise(0))
+    for _ in range(history):
+        session.next_chunk()
+    one = unique_bytes([session.cache])
+    session.open_chunk()
+    forks = [session.fork(seed=i) for i in range(candidates)]
+    for f in forks:
+        fill_candidate(f)
+    forked = unique_bytes([session.cache, *(f.cache for f in forks)])
+    copies = []
+    for i in range(candidates):
+        c = session.fork(seed=100 + i)
+        c.cache = copy.deepcopy(session.cache)
+        fill_candidate(c)
+        copies.append(c)
+    copied = unique_bytes([session.cache, *(c.cache for c in copies)])
+    return {"history_chunks": history, "candidates": candidates, "one_stream_bytes": one,
+            "forked_bytes": forked, "deepcopy_bytes": copied, "forked_over_one": round(forked / one, 3),
+            "deepcopy_over_one": round(copied / one, 3), "target_forked_over_one": 1.5}
+
+
+def overhead(config: str, prompt: str) -> dict:
+    from streamvid.core.config import load_config
+    from streamvid.core.generator import build_generator, prompt_vocabulary
+    from streamvid.tts.cli import InferT1Config
+    from streamvid.tts.search import chunk_search
+
+    cfg = load_config(Path(config), [], schema=InferT1Config)
+    gen = build_generator(cfg.generator, vocabulary=prompt_vocabulary([prompt]))
+    reward = cfg.reward.build()
+    text = gen.text_encoder.encode([prompt]).embeddings
+    chunk_search(gen.sampler, text, prompt, gen.latent_shape, cfg.num_frames, reward, gen.codec, cfg.search)  # warm
+    start = time.perf_counter()
+    result = chunk_search(gen.sampler, text, prompt, gen.latent_shape, cfg.num_frames, reward, gen.codec, cfg.search)
+    wall = time.perf_counter() - start
+    inside = sum(result.ledger.seconds.values())
+    return {"wall_s": round(wall, 4), "seconds": {k: round(v, 4) for k, v in result.ledger.seconds.items()},
+            "overhead_share": round(1 - inside / wall, 4), "target_overhead_share": 0.05, "nfe": result.ledger.nfe}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--history", type=int, default=16, help="committed chunks before the candidates")
+    p.add_argument("--candidates", type=int, default=8)
+    p.add_argument("--config", default="configs/infer/shapes_t1.yaml")
+    p.add_argument("--prompt", default="a red circle moving left, then up")
+    p.add_argument("--out", default="outputs/bench/tts.json")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    result = {"memory": memory(args.history, args.candidates), "overhead": overhead(args.config, args.prompt)}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
