@@ -52,6 +52,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--budgets", default="1,4", help="comma list of NFE multiples (1 = plain)")
     p.add_argument("--split", default="heldout")
+    p.add_argument("--ablations", action="store_true",
+                   help="also Stream-T1 at the largest budget without noise propagation / long-term score / memory")
     p.add_argument("--out", default="outputs/bench/t1_quality.json")
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -75,6 +77,11 @@ def main() -> None:
                               (f"greedy@{b:g}", replace(plan_for_budget("greedy", b)[0], seed=base), 1),
                               (f"stream_t1@{b:g}", replace(plan_for_budget("stream_t1", b, cfg.search)[0], seed=base),
                                1)]
+            if args.ablations:
+                top = max(budgets)
+                t1 = replace(plan_for_budget("stream_t1", top, cfg.search)[0], seed=base)
+                plans += [(f"stream_t1_no_{switch}@{top:g}", replace(t1, **{switch: False}), 1)
+                          for switch in ("noise_propagation", "long_term", "memory_sinking")]
             for name, search, n in plans:
                 t0 = time.perf_counter()
                 if search is None:
@@ -107,7 +114,10 @@ def main() -> None:
         if b <= 1:
             continue
         ref = f"best_of_n@{b:g}"
-        for other in (f"stream_t1@{b:g}", f"greedy@{b:g}", f"oracle_best_of_n@{b:g}"):
+        others = [f"stream_t1@{b:g}", f"greedy@{b:g}", f"oracle_best_of_n@{b:g}"]
+        if args.ablations and b == max(budgets):
+            others += [n for n in strategies if n.startswith("stream_t1_no_")]
+        for other in others:
             paired[f"{other} - {ref}"] = {k: bootstrap(table(other, k) - table(ref, k)) for k in (*AXES, "direction")}
     result = {"prompts": len(prompts), "seeds": args.seeds, "budgets": budgets, "summary": summary,
               "paired": paired, "rows": rows, "seconds": round(time.perf_counter() - start, 1)}

@@ -97,3 +97,41 @@ print({CHECK!r} + json.dumps({{
     assert v["w_inter"] == pytest.approx(v["expected_inter"], rel=1e-6)  # exp(beta r_final) (A.4)
     assert all(0.01 < x < 100 for x in v["w_inter"])
     assert 0 <= v["exit_step"] < v["steps"]
+
+
+def test_stream_t1_search_notebook(kernel: str):
+    """One Stream-T1 search of the shipped shapes student (methods.md B.2-B.6): the tree, the chosen beam's scores,
+    flags and routes, its frames, and the ledger beside best-of-N at equal budget."""
+    parameters = "\n".join(
+        [
+            'PROMPT = "a red circle moving left, then up"',
+            'CONFIG = "configs/infer/shapes_t1.yaml"',
+            "NUM_FRAMES = 12",
+            "SEED = 42",
+        ]
+    )
+    check = f"""
+import json
+print({CHECK!r} + json.dumps({{
+    "chunks": len(result.tree), "per_chunk": [len(level) for level in result.tree], "chunk": chunk,
+    "video_shape": list(video.shape), "bon_video_shape": list(bon_video.shape),
+    "kept": [sum(c["kept"] for c in level) for level in result.tree], "top_k": cfg.search.top_k,
+    "scores": len(best.fused), "rows": len(scores), "nfe": result.ledger.nfe, "bon_nfe": bon.ledger.nfe,
+    "plain_nfe": plain_nfe, "n": n, "final": best.final,
+}}))
+"""
+    nb = _execute("stream_t1_search.ipynb", parameters, check, kernel)
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors, errors
+    images = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+    assert images >= 2, f"only {images} figures were drawn"  # the tree and the frames
+
+    v = _check_output(nb)
+    assert v["chunks"] == v["rows"] == v["scores"] == 12 // v["chunk"]
+    assert v["kept"] == [v["top_k"]] * v["chunks"]  # top-k survive every chunk (B.2)
+    assert all(p > v["top_k"] for p in v["per_chunk"])  # there was something to prune
+    assert v["video_shape"][0] == 12 and v["video_shape"][1] == 3  # [T, 3, H, W]
+    assert v["bon_video_shape"] == v["video_shape"]
+    assert v["n"] >= 1 and v["bon_nfe"] == v["n"] * v["plain_nfe"]  # best-of-N: n plain samples
+    assert v["bon_nfe"] <= v["nfe"] < (v["n"] + 1) * v["plain_nfe"]  # equal budget: floor(T1 multiple) videos
+    assert v["final"] is not None and v["final"] == v["final"]
