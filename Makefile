@@ -22,7 +22,7 @@ OUT    ?= outputs/generate/out.mp4
 .PHONY: help install test test-fast lint generate eval shapes-reward bench clean
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
 
 $(STAMP): $(PKG_FILES)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
