@@ -8,8 +8,9 @@ same ``--prompts`` held-out prompts with the same noise (seed ``--noise-seed``) 
 and colour / shape / direction correctness. The teacher and the ODE-init student are reference rows.
 
 Comparisons are paired: row A seed s and row B seed s saw the same prompt p with the same noise, so the unit is
-d[s, p] = score_A - score_B; the 95 % CI of mean_{s,p} d comes from a bootstrap over prompts (the seeds are
-averaged inside each resample). Writes JSON (per-row means, per-comparison CIs) and prints a Markdown table.
+d[s, p] = score_A - score_B; the 95 % CI of mean_{s,p} d is the eval suite's percentile bootstrap
+(`bootstrap_ci`) over prompts of the seed-averaged differences. Writes JSON (per-row means, per-comparison
+CIs) and prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from streamvid.core.sampler_config import SamplerConfig
 from streamvid.core.world import WorldConfig, sample_attributes
 from streamvid.distill.models import load_model_dir
 from streamvid.distill.shapes_eval import evaluate_videos, sample_student, sample_teacher
+from streamvid.eval.report import bootstrap_ci
 
 METRICS = ("text", "motion", "visual", "colour", "shape", "direction")
 
@@ -40,13 +42,11 @@ def per_video(videos: torch.Tensor, prompts: list[str]) -> dict[str, list[float]
 
 
 def bootstrap_diff(a: torch.Tensor, b: torch.Tensor, n: int = 4000, seed: int = 0) -> tuple[float, float, float]:
-    """Mean and 95 % CI of mean(a - b) for paired ``[S, P]`` scores, resampling prompts (columns)."""
-    d = (a - b).double()
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randint(d.shape[1], (n, d.shape[1]), generator=g)
-    means = d[:, idx].mean(dim=(0, 2))  # [n]
-    lo, hi = torch.quantile(means, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
-    return float(d.mean()), lo, hi
+    """Mean and 95 % CI of mean(a - b) for paired ``[S, P]`` scores: the eval suite's percentile bootstrap
+    (`bootstrap_ci`) over prompts of the per-prompt differences averaged over seeds."""
+    per_prompt = (a - b).double().mean(dim=0).tolist()
+    lo, hi = bootstrap_ci(per_prompt, n_boot=n, seed=seed)
+    return float((a - b).double().mean()), lo, hi
 
 
 def main() -> None:

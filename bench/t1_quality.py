@@ -23,6 +23,7 @@ import torch
 from streamvid.core.config import load_config
 from streamvid.core.generator import build_generator, prompt_vocabulary
 from streamvid.core.world import WorldConfig, sample_attributes, score_details
+from streamvid.eval.report import bootstrap_ci
 from streamvid.tts.cli import InferT1Config
 from streamvid.tts.ledger import BudgetLedger
 from streamvid.tts.search import best_of_n, chunk_search, plain_config, plan_for_budget
@@ -37,11 +38,8 @@ def oracle(pixels: torch.Tensor, prompt: str) -> dict[str, float]:
 
 
 def bootstrap(d: torch.Tensor, n: int = 4000) -> list[float]:
-    """Mean and 95 % CI of ``d [S, P]`` resampling prompts."""
-    g = torch.Generator().manual_seed(0)
-    idx = torch.randint(d.shape[1], (n, d.shape[1]), generator=g)
-    means = d.double()[:, idx].mean(dim=(0, 2))
-    lo, hi = torch.quantile(means, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    """Mean and 95 % CI of ``d [S, P]``: the eval suite's percentile bootstrap over prompts of the seed means."""
+    lo, hi = bootstrap_ci(d.double().mean(dim=0).tolist(), n_boot=n, seed=0)
     return [round(float(d.double().mean()), 4), round(lo, 4), round(hi, 4)]
 
 

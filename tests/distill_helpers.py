@@ -225,7 +225,7 @@ def run(mode: str, out: Path, steps: int, devices: int, accumulate: int, ratio: 
         module_files = [p for p in ckpt.rglob("*model_states.pt")]
         saved = {}
         for path in module_files:
-            saved.update(torch.load(path, map_location="cpu", weights_only=False)["module"])
+            saved.update(torch.load(path, map_location="cpu", weights_only=True)["module"])
         result["saved_module_keys"] = sorted(saved)
         # A fresh module (other seed: different weights) resumes from the checkpoint for one more step.
         resumed = TwoNetModule(accumulate=accumulate, ratio=ratio, n=n, real=real, seed=1, probe=probe)

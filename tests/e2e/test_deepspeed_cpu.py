@@ -31,7 +31,7 @@ def launch(tmp_path: Path, *args: str) -> list[dict]:
     proc = subprocess.run([sys.executable, str(HELPERS), "--out", str(tmp_path), *args], env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    results = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    results = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     assert [r["world"] for r in results] == [2, 2] and [r["rank"] for r in results] == [0, 1]
     return results
 

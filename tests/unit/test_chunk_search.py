@@ -120,7 +120,7 @@ def test_failing_rewards_drop_candidates_or_stop_with_the_partial_result():
     result = _run(_sampler(), SearchConfig(children=2, top_k=2), frames=6, reward=Brightness("nan_first"))
     assert result.ledger.reward_calls["dropped_candidates"] >= 1
     assert all(math.isfinite(c["fused"]) for level in result.tree for c in level if c["kept"])
-    with pytest.raises(SearchError, match="every candidate") as info:
+    with pytest.raises(SearchError, match="every candidate") as info, pytest.warns(UserWarning, match="reward down"):
         _run(_sampler(), SearchConfig(children=2, top_k=2), frames=6, reward=Brightness("raise"))
     assert len(info.value.partial) == 1 and info.value.partial[0].latents == []  # failed at chunk 0
 

@@ -21,6 +21,7 @@ result does not depend on that order, since every candidate draws from its own s
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -151,7 +152,9 @@ def _score(reward, pixels: torch.Tensor, prompts: list[str], ledger: BudgetLedge
     with ledger.timed("reward"), torch.no_grad():
         try:
             out = reward(pixels, prompts).score.detach().double().cpu()
-        except Exception:  # noqa: BLE001 - a failing reward drops the candidates, counted by the caller
+        except Exception as err:  # noqa: BLE001 - a failing reward drops the candidates (counted by the caller)
+            warnings.warn(f"reward '{name}' failed on {pixels.shape[0]} candidate(s), dropping them: "
+                          f"{type(err).__name__}: {err}", stacklevel=2)
             out = torch.full((pixels.shape[0],), math.nan, dtype=torch.float64)
     ledger.reward(name, pixels.shape[0])
     return out
