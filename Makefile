@@ -58,6 +58,7 @@ bench: $(STAMP) ## run the benchmarks in bench/ (JSON under outputs/bench/)
 	$(PY) bench/streaming.py --out outputs/bench/streaming.json
 	$(PY) bench/eval_throughput.py --out outputs/bench/eval_throughput.json
 	$(PY) bench/shapes_rewards.py --out outputs/bench/shapes_rewards.json
+	$(PY) bench/tts.py --out outputs/bench/tts.json
 
 clean: ## remove outputs and caches (keeps .venv)
 	rm -rf outputs .pytest_cache .ruff_cache

@@ -1,6 +1,7 @@
 """Quality versus cost of test-time search on the shapes world (docs/results/stream_t1.md).
 
     .venv/bin/python bench/t1_quality.py --prompts 16 --seeds 1 --budgets 1,4 --out outputs/bench/t1_quality.json
+    .venv/bin/python bench/t1_quality.py --replot outputs/bench/t1_quality.json --plot outputs/bench/t1_quality.png
 
 For each of the first ``--prompts`` held-out prompts and each search seed, every strategy (plain 1x, best-of-N,
 chunk-greedy, Stream-T1 at each budget in multiples of plain sampling's NFE) searches with the **learned** shapes
@@ -53,7 +54,12 @@ def main() -> None:
     p.add_argument("--ablations", action="store_true",
                    help="also Stream-T1 at the largest budget without noise propagation / long-term score / memory")
     p.add_argument("--out", default="outputs/bench/t1_quality.json")
+    p.add_argument("--plot", default=None, help="PNG: oracle motion vs NFE and vs wall time per strategy")
+    p.add_argument("--replot", default=None, metavar="JSON", help="only draw --plot from an earlier --out JSON")
     args = p.parse_args()
+    if args.replot:
+        plot(json.loads(Path(args.replot).read_text())["summary"], Path(args.plot or "outputs/bench/t1_quality.png"))
+        return
     torch.set_num_threads(1)
     cfg = load_config(Path(args.config), [], schema=InferT1Config)
     prompts = [sample_attributes(WorldConfig(), args.split, i)[1] for i in range(args.prompts)]
@@ -129,6 +135,44 @@ def main() -> None:
     for name, c in paired.items():
         print(f"| {name} | | | " + " | ".join(f"{c[k][0]:+.3f} [{c[k][1]:+.3f}, {c[k][2]:+.3f}]" for k in (*AXES,))
               + f" | | | {c['direction'][0]:+.3f} |")
+    if args.plot:
+        plot(summary, Path(args.plot))
+
+
+FAMILIES = {"plain": "plain", "best_of_n": "best-of-N", "greedy": "chunk-greedy", "stream_t1": "Stream-T1",
+            "oracle_best_of_n": "oracle best-of-N (headroom)"}
+
+
+def plot(summary: dict, path: Path, axis: str = "motion") -> None:
+    """Oracle ``axis`` against mean NFE and mean wall seconds, one line per strategy family over the budgets
+    (plain sampling, the 1x point, starts every line)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    plain = summary.get("plain@1")
+    for family, label in FAMILIES.items():
+        points = sorted((float(name.split("@")[1]), s) for name, s in summary.items()
+                        if name.split("@")[0] == family and family != "plain")
+        if family == "plain" or not points:
+            continue
+        points = ([(1.0, plain)] if plain else []) + points
+        style = "--" if family.startswith("oracle") else "-"
+        for ax, key in zip(axes, ("nfe", "wall_s"), strict=True):
+            ax.plot([s[key] for _, s in points], [s[axis] for _, s in points], style, marker="o", label=label)
+    if plain:
+        for ax, key in zip(axes, ("nfe", "wall_s"), strict=True):
+            ax.scatter([plain[key]], [plain[axis]], color="black", zorder=3, label="plain (1x)")
+    axes[0].set(xlabel="NFE per video (denoising steps + commit passes)", ylabel=f"oracle {axis} (held-out)")
+    axes[1].set(xlabel="wall seconds per video (1 CPU thread)", ylabel=f"oracle {axis} (held-out)")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("test-time search on the shapes world: quality vs cost (1x, 2x, 4x, 8x plain NFE)", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

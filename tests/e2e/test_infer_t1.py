@@ -26,11 +26,27 @@ def test_stream_t1_writes_video_scores_tree_and_ledger(tmp_path: Path):
     assert proc.stderr.strip().splitlines()[-1].startswith("streamvid-infer-t1: wrote ")
     ledger = json.loads((tmp_path / "red.ledger.json").read_text())
     # 4 chunks: 4 candidates at chunk 0, then 2 beams x 2 children; 4 steps each; 2 commits per chunk
-    assert ledger["forwards"] == {"denoise": 4 * 4 * 4, "commit": 4 * 2, "cfg": 0}
+    assert ledger["forwards"] == {"denoise": 4 * 4 * 4, "commit": 4 * 2, "cfg": 0, "recache": 0}
     tree = json.loads((tmp_path / "red.tree.json").read_text())["tree"]
     assert [len(level) for level in tree] == [4, 4, 4, 4] and all(sum(c["kept"] for c in lv) == 2 for lv in tree)
     scores = json.loads((tmp_path / "red.scores.json").read_text())
     assert len(scores["chunks"]) == 4 and scores["final"] is not None
+
+
+def test_a_multi_segment_stream_switches_prompts(tmp_path: Path):
+    out = tmp_path / "long.mp4"
+    proc = run_script("streamvid-infer-t1", "--config", CONFIG, "--prompt", "a red circle moving left", "--out", out,
+                      "--set", "num_frames=18", "--set",
+                      "prompt_switches={2: a red circle moving right, 4: a red circle moving up}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    scores = json.loads((tmp_path / "long.scores.json").read_text())
+    assert scores["prompt_switches"] == {"2": "a red circle moving right", "4": "a red circle moving up"}
+    assert len(scores["chunks"]) == 6
+    ledger = json.loads((tmp_path / "long.ledger.json").read_text())
+    # 2 beams re-encode their retained history in chunk groups at each switch: 6 frames (2 groups) at chunk 2;
+    # sink 3 + window 6 (3 groups, 4 if a beam appended chunk 1 to its sink) at chunk 4
+    assert 2 * 2 + 2 * 3 <= ledger["forwards"]["recache"] <= 2 * 2 + 2 * 4
+    assert ledger["reward_calls"]["final"] == 2 * 3  # each beam's 3 segments, each against its own prompt
 
 
 def test_best_of_n_costs_n_plain_samples(tmp_path: Path):
@@ -54,8 +70,12 @@ def test_best_of_n_costs_n_plain_samples(tmp_path: Path):
         (["--prompt", PROMPT, "--set", "strategy=magic"], "strategy"),
         (["--prompt", PROMPT, "--set", "generator.model.num_layers=2"], "generator.checkpoint"),
         (["--prompt", PROMPT, "--set", "budget=0.5"], "smaller than one plain sample"),
+        (["--prompt", PROMPT, "--set", "prompt_switches={4: a red circle moving up}"], "prompt_switches.4: a switch"),
+        (["--prompt", PROMPT, "--set", "prompt_switches={2: ' '}"], "prompt_switches.2: empty prompt"),
+        (["--prompt", PROMPT, "--set", "prompt_switches={two: up}"], "expected int keys"),
     ],
-    ids=["blank-prompt", "unknown-key", "unknown-reward", "unknown-strategy", "checkpoint-mismatch", "budget"],
+    ids=["blank-prompt", "unknown-key", "unknown-reward", "unknown-strategy", "checkpoint-mismatch", "budget",
+         "switch-out-of-range", "switch-empty", "switch-key-type"],
 )
 def test_bad_input_is_one_line(args: list[str], needle: str, tmp_path: Path):
     out = tmp_path / "x.mp4"

@@ -60,9 +60,11 @@ def _run(sampler, cfg, frames=9, reward=None):
                         LATENT, frames, reward or Brightness(), PixelCodec(2), cfg)
 
 
-def test_every_candidate_equals_an_independent_run_with_its_seed():
+@pytest.mark.parametrize("batched", [False, True])
+def test_every_candidate_equals_an_independent_run_with_its_seed(batched):
     sampler = _sampler()
-    cfg = SearchConfig(children=1, top_k=4, chunk0_candidates=4, noise_propagation=False, memory_sinking=False)
+    cfg = SearchConfig(children=1, top_k=4, chunk0_candidates=4, noise_propagation=False, memory_sinking=False,
+                       batched=batched)
     result = _run(sampler, cfg, frames=3)
     text = sampler.model.encode_text(torch.randn(1, 2, 8, generator=torch.Generator().manual_seed(5)), grad=False)
     for beam in result.beams:
@@ -74,8 +76,63 @@ def test_every_candidate_equals_an_independent_run_with_its_seed():
             x0 = child.denoise(x, j)
             if j < 3:
                 x = child.renoise(x0, j)
-        assert torch.equal(beam.latents[0], x0)
+        if batched:  # one batched forward: equal up to the float re-association of batched kernels
+            torch.testing.assert_close(beam.latents[0], x0, atol=1e-5, rtol=1e-5)
+        else:
+            assert torch.equal(beam.latents[0], x0)
     assert sorted(b.seed for b in result.beams) == [42, 43, 44, 45]
+
+
+def test_batched_search_equals_sequential_search():
+    """Same survivors, routes, scores and ledger counts; latents equal up to float re-association. The window
+    and sink make chunks leave the cache, so beams routed differently fall into different batch groups."""
+    sampler = _sampler(window=6, sink=3, max_sink=9)
+    runs = {b: _run(sampler, SearchConfig(children=2, top_k=2, tau_short=-1.0, tau_long=0.0, batched=b), frames=18)
+            for b in (False, True)}
+    seq, bat = runs[False], runs[True]
+    assert [[c["kept"] for c in lv] for lv in seq.tree] == [[c["kept"] for c in lv] for lv in bat.tree]
+    assert [[c["seed"] for c in lv] for lv in seq.tree] == [[c["seed"] for c in lv] for lv in bat.tree]
+    for a, b in zip(seq.beams, bat.beams, strict=True):
+        assert a.routes == b.routes and a.flags == b.flags
+        torch.testing.assert_close(a.video_latents(), b.video_latents(), atol=1e-4, rtol=1e-4)
+        assert a.fused == pytest.approx(b.fused, abs=1e-4)
+    led_s, led_b = seq.ledger.to_dict(), bat.ledger.to_dict()
+    assert led_s["forwards"] == led_b["forwards"] and led_s["reward_calls"] == led_b["reward_calls"]
+
+
+class PromptLog(Brightness):
+    """Brightness that records which prompts and frame counts it was asked about."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: list[tuple[str, int]] = []
+
+    def __call__(self, video, prompts):
+        self.seen += [(p, video.shape[1]) for p in prompts]
+        return super().__call__(video, prompts)
+
+
+def test_prompt_switches_score_each_segment_against_its_own_prompt():
+    sampler = _sampler(window=6, sink=3, max_sink=9)
+    gen = torch.Generator().manual_seed(9)
+    switches = {2: ("a blue square", torch.randn(1, 2, 8, generator=gen))}
+    reward = PromptLog()
+    result = chunk_search(sampler, torch.randn(1, 2, 8, generator=gen), "a red circle", LATENT, 12, reward,
+                          PixelCodec(2), SearchConfig(children=2, top_k=2), prompt_switches=switches)
+    led = result.ledger.to_dict()
+    # every beam re-encodes its history (2 chunks -> 2 groups) under the new prompt
+    assert led["forwards"]["recache"] == 2 * 2
+    # chunk scores: 8 per chunk (short + long for 4 candidates) over 4 chunks, then the final pick per segment
+    prompts = [p for p, _ in reward.seen]
+    assert prompts[:16] == ["a red circle"] * 16 and prompts[16:32] == ["a blue square"] * 16
+    # the long-term window restarts at the switch: chunk 2's long score reads only its own 3 frames
+    long_frames = [n for (_, n), i in zip(reward.seen, range(32), strict=False) if (i // 4) % 2 == 1]
+    assert long_frames == [3] * 4 + [6] * 4 + [3] * 4 + [6] * 4
+    assert reward.seen[32:] == [("a red circle", 6)] * 2 + [("a blue square", 6)] * 2
+    assert result.best.video_latents().shape == (1, 12, *LATENT)
+    with pytest.raises(ValueError, match="prompt switch at chunk 4"):
+        chunk_search(sampler, torch.randn(1, 2, 8), "a red circle", LATENT, 12, reward, PixelCodec(2),
+                     prompt_switches={4: ("a blue square", torch.randn(1, 2, 8))})
 
 
 def test_ledger_counts_the_schedule_and_the_tree_records_survivors():

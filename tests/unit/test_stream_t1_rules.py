@@ -110,7 +110,7 @@ def test_ledger_counts_a_known_schedule():
         with ledger.timed("reward"):
             ledger.reward("shapes_learned", 4)
     d = ledger.to_dict()
-    assert d["nfe"] == 3 * (16 + 4) == 60 and d["forwards"] == {"denoise": 48, "commit": 12, "cfg": 0}
+    assert d["nfe"] == 3 * (16 + 4) == 60 and d["forwards"] == {"denoise": 48, "commit": 12, "cfg": 0, "recache": 0}
     assert d["decodes"] == 6 and d["reward_calls"] == {"shapes_learned": 12}
     assert d["seconds"]["reward"] >= 0 and d["peak_rss_bytes"] > 0
     other = BudgetLedger()

@@ -323,13 +323,24 @@ class CausalWanModel(WanTransformer3DModel):
         else:
             q, k, v = attn.to_q(h), attn.to_k(h), attn.to_v(h)
         q, k, v = _heads(attn.norm_q(q), attn), _heads(attn.norm_k(k), attn), _heads(v, attn)
+        q = apply_rotary(q, *rope_q)
         if kv_cache is not None:
             kv_cache.write(layer, k, v)  # un-roped and detached: history never carries gradient
-            past = kv_cache.history(layer)
-            if past is not None:  # the live k, v keep the gradient of the current chunk
-                k, v = torch.cat([past[0], k], dim=1), torch.cat([past[1], v], dim=1)
-        q = apply_rotary(q, *rope_q)
-        k = apply_rotary(k, *rope_k)
+            past = kv_cache.history(layer, broadcast=False)  # one row when a candidate batch shares it
+            if past is None:
+                k = apply_rotary(k, *rope_k)
+            else:  # rope history and chunk apart (RoPE is per token): a shared history is roped once
+                n, cos, sin = past[0].shape[1], *rope_k
+                hist_k = apply_rotary(past[0], cos[:, :n], sin[:, :n])
+                hist_v = past[1]
+                if hist_k.shape[0] != k.shape[0]:
+                    hist_k = hist_k.expand(k.shape[0], *hist_k.shape[1:])
+                    hist_v = hist_v.expand(k.shape[0], *hist_v.shape[1:])
+                # the live k, v keep the gradient of the current chunk
+                k = torch.cat([hist_k, apply_rotary(k, cos[:, n:], sin[:, n:])], dim=1)
+                v = torch.cat([hist_v, v], dim=1)
+        else:
+            k = apply_rotary(k, *rope_k)
         out = dispatch_attention_fn(q, k, v, attn_mask=mask, dropout_p=0.0, is_causal=False, backend=_backend(attn))
         out = out.flatten(2, 3).type_as(q)
         return attn.to_out[1](attn.to_out[0](out))

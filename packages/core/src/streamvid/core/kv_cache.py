@@ -262,11 +262,12 @@ class KVCache:
         self._current[1][layer].copy_(values.detach())
         self._written.add(layer)
 
-    def history(self, layer: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def history(self, layer: int, broadcast: bool = True) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Un-roped history K/V of one layer, `[B, F_hist*T, heads, head_dim]`, in `key_positions()` order.
 
         The open chunk's own K/V follow it in `key_positions()`; the model appends its live (grad-carrying)
-        copy. None when there is no readable history.
+        copy. None when there is no readable history. With ``broadcast=False`` a history shared by a batch of
+        candidates comes back with its single row (`[1, ...]`, for the caller to rope once and expand).
         """
         if self._open is None or layer not in self._written:
             raise RuntimeError(f"KVCache.history: layer {layer} of the open chunk was not written")
@@ -277,7 +278,7 @@ class KVCache:
         idx = self._token_index(slots, self._storage.keys.device)
         hist_k = self._storage.keys[layer].index_select(1, idx)
         hist_v = self._storage.values[layer].index_select(1, idx)
-        if hist_k.shape[0] != batch:  # candidates batched over one shared (batch-1) history
+        if broadcast and hist_k.shape[0] != batch:  # candidates batched over one shared (batch-1) history
             hist_k = hist_k.expand(batch, *hist_k.shape[1:])
             hist_v = hist_v.expand(batch, *hist_v.shape[1:])
         return hist_k, hist_v

@@ -18,6 +18,8 @@ For each chunk of `chunk_frames` latent frames (methods.md A.2.1 / B.4, Self-For
 * beam search (B.2-B.4) opens the chunk on a beam (any eviction happens once), `fork()`s one session per
   candidate (the cache is shared copy-on-write; each fork owns its RNG, noise and clean buffers, so K candidates
   cost `history + K * chunk`), denoises each, and commits only the survivors; dropped forks free their memory.
+  Or it denoises all candidates of several beams as one batch (`candidate_batch`: one fork per beam read by
+  all its rows) and commits each survivor on a fork of its beam.
 
 The model only ever sees `(x_t, t, text, cache)`. There is no length limit when the cache has a window, and
 the prompt can change between chunks (`StreamSession.switch_prompt`), optionally re-encoding the retained
@@ -29,12 +31,13 @@ Latents are frame-major `[B, F, C, h, w]` at this interface (the model's diffuse
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
 
+from streamvid.core.cache_batch import CacheBatch
 from streamvid.core.causal_wan import CausalWanModel, TextContext
 from streamvid.core.kv_cache import CacheLayout, EvictionRouter, KVCache
 from streamvid.core.sampler_config import SamplerConfig, SamplerSettings
@@ -47,8 +50,10 @@ __all__ = [
     "GaussianNoise",
     "NoiseSource",
     "SamplerSettings",
+    "StackedNoise",
     "StreamSession",
     "StreamingSampler",
+    "candidate_batch",
 ]
 
 
@@ -89,6 +94,19 @@ class GaussianNoise:
         generator = torch.Generator()
         generator.set_state(self.generator.get_state())
         return GaussianNoise(generator=generator)
+
+
+class StackedNoise:
+    """A batch's noise: row r of every draw comes from ``sources[r]`` (drawn as its own ``[1, ...]`` tensor), so
+    each row sees exactly the draws an independent batch-1 session with that source would see."""
+
+    def __init__(self, sources: Sequence[NoiseSource]):
+        self.sources = list(sources)
+
+    def __call__(self, chunk, step, shape, dtype, device) -> torch.Tensor:
+        if shape[0] != len(self.sources):
+            raise ValueError(f"StackedNoise: a draw of batch {shape[0]} from {len(self.sources)} sources")
+        return torch.cat([source(chunk, step, (1, *shape[1:]), dtype, device) for source in self.sources])
 
 
 @dataclass
@@ -298,6 +316,7 @@ class StreamSession:
             the `Chunk`, also handed to every callback.
         """
         info = self._require_open("commit")
+        self._require_single("commit")
         initial = self._initial if initial_noise is None else initial_noise
         if initial is None:
             raise RuntimeError("StreamSession.commit: no initial noise drawn or given for this chunk")
@@ -328,15 +347,21 @@ class StreamSession:
         self._open, self._initial = None, None
 
     @torch.no_grad()
-    def next_chunk(self) -> Chunk:
-        """Denoise, commit and return the next chunk: the composition of the steps, without gradient."""
-        self.open_chunk()
-        x = x0 = self.initial_noise()
+    def denoise_from(self, z: torch.Tensor) -> torch.Tensor:
+        """Every listed step of the open chunk from its initial noise z `[B, n, C, h, w]` (denoise, renoise, ...,
+        denoise), without gradient; returns the final x0. `num_steps` forwards."""
+        x = x0 = z
         for j in range(self.num_steps):
             x0 = self.denoise(x, j)
             if j + 1 < self.num_steps:
                 x = self.renoise(x0, j)
-        return self.commit(x0)
+        return x0
+
+    @torch.no_grad()
+    def next_chunk(self) -> Chunk:
+        """Denoise, commit and return the next chunk: the composition of the steps, without gradient."""
+        self.open_chunk()
+        return self.commit(self.denoise_from(self.initial_noise()))
 
     # ------------------------------------------------------------------ fork and prompt switch
     def fork(self, seed: int | None = None, noise: NoiseSource | None = None) -> StreamSession:
@@ -353,6 +378,7 @@ class StreamSession:
             noise: or this noise source. With neither, the parent's source is forked (`noise.fork()`), so the
                 fork's draws continue exactly where the parent's would.
         """
+        self._require_single("fork")
         if seed is not None and noise is not None:
             raise ValueError("StreamSession.fork: give seed or noise, not both")
         if noise is None:
@@ -378,6 +404,7 @@ class StreamSession:
         Text states are encoded under the current grad mode (as at session start); the re-encode of history
         runs without gradient.
         """
+        self._require_single("switch_prompt")
         if self._open is not None:
             raise RuntimeError("StreamSession.switch_prompt: commit or discard the open chunk first")
         self.text = self._as_context(text)
@@ -410,8 +437,51 @@ class StreamSession:
             raise RuntimeError(f"StreamSession.{op}: no open chunk (call open_chunk() first)")
         return self._open
 
+    def _require_single(self, op: str) -> None:
+        if isinstance(self.cache, CacheBatch):
+            raise RuntimeError(f"StreamSession.{op}: not on a candidate batch; fork the survivor's own session "
+                               "(candidate_batch's docstring)")
+
     def _draw(self, op: str, step: int) -> torch.Tensor:
         """The noise source's draw `step` for the open chunk, `[B, n, C, h, w]` in the model's dtype and device."""
         info = self._require_open(op)
         param = next(self.sampler.model.parameters())
         return self.noise(info, step, self.chunk_shape, param.dtype, param.device)
+
+
+def candidate_batch(parents: Sequence[StreamSession], seeds: Sequence[Sequence[int]]) -> StreamSession:
+    """One session whose batch holds every candidate of the open chunk, for batched denoising forwards.
+
+    Block p of the batch rows is ``parents[p]``'s candidates; row r of that block draws from
+    ``GaussianNoise(seeds[p][r])``, so its draws equal those of ``parents[p].fork(seed=seeds[p][r])`` and its
+    outputs equal that fork's (up to the float re-association of batched kernels). The cache is a `CacheBatch`
+    of one fork per parent: each parent's history is held once and read by all its rows.
+
+    Use: ``initial_noise`` / ``denoise`` / ``renoise`` on the batch (latents ``[B, n, C, h, w]``, B = total
+    seeds); then commit each survivor on ``parents[p].fork(noise=batch.noise.sources[row])``, which continues
+    that row's noise stream (the commit pass draws from it when ``context_noise > 0``). The batch itself cannot
+    commit, fork or switch prompt.
+
+    Args:
+        parents: batch-1 sessions with the same chunk open (``open_chunk`` on each beam first, so any eviction
+            happens once per beam), sharing one prompt (the same `TextContext`) and the same key positions.
+        seeds: per parent, its candidates' seeds (>= 1 each).
+    Raises:
+        ValueError: no parents, a parent with batch > 1, a closed chunk, different prompts or key positions.
+    """
+    if not parents or len(parents) != len(seeds):
+        raise ValueError(f"candidate_batch: {len(parents)} parents for {len(seeds)} seed lists")
+    first = parents[0]
+    for i, parent in enumerate(parents):
+        if parent.batch_size != 1:
+            raise ValueError(f"candidate_batch: parent {i} has batch {parent.batch_size} (candidates fork batch-1 beams)")
+        if parent.open_info is None or parent.open_info != first.open_info:
+            raise ValueError(f"candidate_batch: parent {i} does not have the same chunk open as parent 0")
+        if parent.text is not first.text:
+            raise ValueError(f"candidate_batch: parent {i} streams another prompt than parent 0")
+    batch = copy.copy(first)
+    batch.cache = CacheBatch([parent.cache.fork() for parent in parents], [len(s) for s in seeds])
+    batch.batch_size = batch.cache.batch_size
+    batch.noise = StackedNoise([GaussianNoise(seed) for block in seeds for seed in block])
+    batch.callbacks, batch._clean, batch._initial = [], {}, None
+    return batch

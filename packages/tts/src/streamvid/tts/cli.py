@@ -38,6 +38,7 @@ EXAMPLES = """\
 examples (run from the repository root):
   streamvid-infer-t1 --config configs/infer/shapes_t1.yaml --prompt "a red circle moving left, then up" --out outputs/infer_t1/red.mp4
   streamvid-infer-t1 --config configs/infer/shapes_t1.yaml --prompt "a blue square moving down" --out outputs/infer_t1/blue_bon.mp4 --set strategy=best_of_n --set n=4
+  streamvid-infer-t1 --config configs/infer/shapes_t1.yaml --prompt "a red circle moving left" --out outputs/infer_t1/long.mp4 --set num_frames=36 --set "prompt_switches={4: a red circle moving right, 8: a red circle moving up}"
 """
 
 
@@ -61,6 +62,10 @@ class InferT1Config:
     """A budget in multiples of plain sampling's NFE (1, 2, 4, 8 ...): sets n / children x beams for the strategy
     (`plan_for_budget`); null: the settings as given. Below 1 is refused."""
     num_frames: int = 12
+    prompt_switches: dict[int, str] = field(default_factory=dict)
+    """Chunk index -> the prompt streamed from that chunk on (a multi-segment video, LongLive-style; the cached
+    history is re-encoded under each new prompt when ``generator.sampler.recache_on_switch``). Rewards score each
+    chunk against its segment's prompt. Example: ``--set "prompt_switches={4: a red circle moving up}"``."""
     fps: int = 8
     threads: int = 1
 
@@ -93,6 +98,12 @@ def resolve_config(args: argparse.Namespace) -> InferT1Config:
     chunk = cfg.generator.sampler.cache.chunk_frames
     if cfg.num_frames <= 0 or cfg.num_frames % chunk:
         raise ConfigError(f"num_frames={cfg.num_frames} must be a positive multiple of the chunk size {chunk}")
+    for k, text in cfg.prompt_switches.items():
+        if not 0 < k < cfg.num_frames // chunk:
+            raise ConfigError(f"prompt_switches.{k}: a switch must name a chunk in 1..{cfg.num_frames // chunk - 1} "
+                              f"({cfg.num_frames} frames in chunks of {chunk})")
+        if not text.strip():
+            raise ConfigError(f"prompt_switches.{k}: empty prompt")
     if cfg.budget is not None:
         from streamvid.tts.search import plan_for_budget
 
@@ -111,8 +122,10 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def draw_tree(tree: list[list[dict]], routes: dict[int, str], chunk_frames: int, path: Path) -> None:
-    """PNG: one column per chunk, every candidate's fused score (survivors filled), evicted chunks' routes."""
+def draw_tree(tree: list[list[dict]], routes: dict[int, str], chunk_frames: int, path: Path,
+              switches: dict[int, str] | None = None) -> None:
+    """PNG: one column per chunk, every candidate's fused score (survivors filled), evicted chunks' routes, and a
+    dashed line before each prompt switch."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -127,6 +140,9 @@ def draw_tree(tree: list[list[dict]], routes: dict[int, str], chunk_frames: int,
         route = routes.get(k * chunk_frames)
         if route:
             ax.annotate(route, (k, ax.get_ylim()[0]), fontsize=7, rotation=90, va="bottom", color="tab:red")
+    for k in sorted(switches or {}):
+        ax.axvline(k - 0.5, color="grey", linestyle="--", linewidth=0.8)
+        ax.annotate("prompt switch", (k - 0.45, ax.get_ylim()[1]), fontsize=7, va="top", color="grey")
     ax.set_xlabel("chunk")
     ax.set_ylabel("fused score (filled: kept)")
     ax.set_title("search tree (red: route of the chunk when it left the window)", fontsize=9)
@@ -147,13 +163,17 @@ def infer(args: argparse.Namespace) -> int:
     torch.set_num_threads(cfg.threads)
     reward = cfg.reward.build()
     short_reward = cfg.short_reward.build() if cfg.short_reward is not None else None
-    gen = build_generator(cfg.generator, vocabulary=prompt_vocabulary([cfg.prompt]))
+    prompts = [cfg.prompt, *cfg.prompt_switches.values()]
+    gen = build_generator(cfg.generator, vocabulary=prompt_vocabulary(prompts))
     text = gen.text_encoder.encode([cfg.prompt]).embeddings.to(gen.device)
+    switches = {k: (p, gen.text_encoder.encode([p]).embeddings.to(gen.device))
+                for k, p in sorted(cfg.prompt_switches.items())}
     chunks = cfg.num_frames // gen.sampler.chunk_frames
     total = chunks * (cfg.n if cfg.strategy == "best_of_n" else 1)
     with tqdm(total=total, desc=cfg.strategy, unit="chunk", file=sys.stderr) as bar:
         common = dict(sampler=gen.sampler, text=text, prompt=cfg.prompt, latent_shape=gen.latent_shape,
-                      num_frames=cfg.num_frames, reward=reward, codec=gen.codec, on_chunk=lambda k: bar.update(1))
+                      num_frames=cfg.num_frames, reward=reward, codec=gen.codec, on_chunk=lambda k: bar.update(1),
+                      prompt_switches=switches)
         if cfg.strategy == "best_of_n":
             result = best_of_n(n=cfg.n, seed=cfg.search.seed, **common)
         else:
@@ -169,7 +189,8 @@ def infer(args: argparse.Namespace) -> int:
              "ledger": Path(f"{stem}.ledger.json"), "config": Path(f"{stem}.config.yaml")}
     write_video(files["video"], video, fps=cfg.fps)
     write_video(files["gif"], video, fps=cfg.fps)
-    scores = {"prompt": cfg.prompt, "strategy": cfg.strategy, "final": best.final, "seed": best.seed,
+    scores = {"prompt": cfg.prompt, "prompt_switches": {str(k): p for k, p in sorted(cfg.prompt_switches.items())},
+              "strategy": cfg.strategy, "final": best.final, "seed": best.seed,
               "chunks": [{"chunk": k, "short": s, "long": lg, "fused": f,
                           "flags": best.flags.get(k * gen.sampler.chunk_frames)}
                          for k, (s, lg, f) in enumerate(zip(best.short, best.long, best.fused, strict=False))],
@@ -177,7 +198,7 @@ def infer(args: argparse.Namespace) -> int:
     _atomic_write(files["scores"], json.dumps(scores, indent=2).encode())
     _atomic_write(files["tree"], json.dumps({"tree": result.tree, "routes": scores["routes"],
                                              "search": asdict(cfg.search)}, indent=2).encode())
-    draw_tree(result.tree, best.routes, gen.sampler.chunk_frames, files["tree_png"])
+    draw_tree(result.tree, best.routes, gen.sampler.chunk_frames, files["tree_png"], cfg.prompt_switches)
     plain_nfe = chunks * (len(gen.sampler.schedule) + 1)
     ledger = result.ledger.to_dict() | {"plain_nfe": plain_nfe, "cost_multiple": round(result.ledger.nfe / plain_nfe, 3)}
     _atomic_write(files["ledger"], json.dumps(ledger, indent=2).encode())

@@ -3,7 +3,8 @@
 Every strategy (plain sampling, best-of-N, chunk-greedy, Stream-T1) reports through one ledger:
 
 * **denoiser forwards** (NFE), tagged by kind: ``denoise`` (a few-step denoising step), ``commit`` (the clean
-  commit pass that writes the cache), ``cfg`` (an extra unconditional pass of classifier-free guidance), each
+  commit pass that writes the cache), ``cfg`` (an extra unconditional pass of classifier-free guidance),
+  ``recache`` (re-encoding the cached history under a new prompt at a prompt switch), each
   counted per *sample* (a batch of 8 candidates is 8 forwards: the budget vocabulary of search papers counts
   function evaluations per video, not kernel launches);
 * **decodes** (latents -> pixels), per sample;
@@ -28,7 +29,7 @@ import torch
 
 __all__ = ["FORWARD_KINDS", "BudgetLedger"]
 
-FORWARD_KINDS = ("denoise", "commit", "cfg")
+FORWARD_KINDS = ("denoise", "commit", "cfg", "recache")
 """Kinds of denoiser forwards the ledger counts separately."""
 
 

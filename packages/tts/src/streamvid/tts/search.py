@@ -14,8 +14,14 @@ plain sampling is ``top_k = 1, children = 1``; chunk-greedy (Video-T1-like) is `
 no noise propagation and no memory routing; best-of-N (`best_of_n`) streams N whole videos and lets the video
 reward pick.
 
-This first version runs the candidates of a chunk one after another (each is a forked session); the search
-result does not depend on that order, since every candidate draws from its own seed.
+The candidates of a chunk run as one batch (``batched``, default): the beams that hold their history at the
+same key positions form one `candidate_batch` (each beam's history held once, read by all its children), so a
+chunk costs ``steps`` batched forwards per group instead of ``steps`` per candidate. ``batched = False`` runs
+one forked session per candidate instead; both give the same candidates (each draws from its own seed), up to
+the float re-association of batched kernels.
+
+A multi-segment video (``prompt_switches``) switches every beam's prompt at the given chunks; the rewards score
+each chunk against its own segment's prompt.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import torch
 
 from streamvid.core.config import ConfigError, check_choice
 from streamvid.core.kv_cache import EvictedChunk, EvictionPolicy
-from streamvid.core.sampler import GaussianNoise, StreamingSampler, StreamSession
+from streamvid.core.sampler import GaussianNoise, StreamingSampler, StreamSession, candidate_batch
 from streamvid.tts.ledger import BudgetLedger
 from streamvid.tts.stream_t1_rules import (
     child_seed,
@@ -88,6 +94,9 @@ class SearchConfig:
     """Route evicted chunks by their flags (off: the cache layout's own policy)."""
     reference_compat: bool = False
     """Reproduce the released code's quirks (child 0 reuses its parent's seed, all-history short average)."""
+    batched: bool = True
+    """Denoise the candidates of a chunk as one batch per group of beams with the same cache layout
+    (`candidate_batch`); false: one forked session after another (same results up to float re-association)."""
     seed: int = 42
 
     def __post_init__(self) -> None:
@@ -147,6 +156,96 @@ class _Router:
         return route
 
 
+@dataclass
+class _Candidate:
+    """One child of a chunk: its beam, seed, initial noise z and final x0 ``[1, n, C, h, w]``; ``session`` is its
+    own fork (sequential) or None (batched: ``noise`` is its row's noise stream, continued by its commit fork)."""
+
+    beam: int
+    seed: int
+    z: torch.Tensor
+    x0: torch.Tensor
+    session: StreamSession | None = None
+    noise: GaussianNoise | None = None
+
+
+def _propagate(beams: list[Beam], rows: list[int], eps: torch.Tensor, cfg: SearchConfig) -> torch.Tensor:
+    """B.3 row by row: z_r = propagate(parent noise of row r's beam, eps_r); eps ``[B, n, C, h, w]``."""
+    out = []
+    for r, b in enumerate(rows):
+        parent = beams[b].last_noise if cfg.noise_propagation else None
+        out.append(propagate_noise(parent, eps[r:r + 1], cfg.rho, cfg.noise_mode))
+    return torch.cat(out)
+
+
+def _denoise_sequential(beams: list[Beam], seeds: list[list[int]], cfg: SearchConfig,
+                        ledger: BudgetLedger) -> list[_Candidate]:
+    """Each candidate on its own fork of its beam (the chunk is open on every beam), one after another."""
+    out = []
+    for b, beam in enumerate(beams):
+        for seed in seeds[b]:
+            child = beam.session.fork(seed=seed)
+            with ledger.timed("denoise"):
+                z = _propagate(beams, [b], child.initial_noise(), cfg)
+                x0 = _run_steps(child, z, ledger)
+            out.append(_Candidate(b, seed, z, x0, session=child))
+    return out
+
+
+def _denoise_batched(beams: list[Beam], seeds: list[list[int]], cfg: SearchConfig,
+                     ledger: BudgetLedger) -> list[_Candidate]:
+    """All candidates of beams that share a cache layout (key positions) as one batch (`candidate_batch`)."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for b, beam in enumerate(beams):
+        groups.setdefault(tuple(beam.session.cache.key_positions().tolist()), []).append(b)
+    out: dict[int, list[_Candidate]] = {}
+    for members in groups.values():
+        batch = candidate_batch([beams[b].session for b in members], [seeds[b] for b in members])
+        rows = [b for b in members for _ in seeds[b]]
+        with ledger.timed("denoise"):
+            z = _propagate(beams, rows, batch.initial_noise(), cfg)
+            x0 = _run_steps(batch, z, ledger)
+        flat = [(b, seed) for b in members for seed in seeds[b]]
+        for r, (b, seed) in enumerate(flat):
+            out.setdefault(b, []).append(_Candidate(b, seed, z[r:r + 1], x0[r:r + 1], noise=batch.noise.sources[r]))
+    return [c for b in range(len(beams)) for c in out[b]]  # beam order, as the sequential path
+
+
+def _run_steps(session: StreamSession, z: torch.Tensor, ledger: BudgetLedger) -> torch.Tensor:
+    """The few-step denoising of the open chunk from z ``[B, n, C, h, w]``; one NFE per row per step."""
+    x0 = session.denoise_from(z)
+    ledger.forward("denoise", z.shape[0] * session.num_steps)
+    return x0
+
+
+def _segments(prompt: str, text: torch.Tensor, switches, chunks: int) -> dict[int, tuple[str, torch.Tensor]]:
+    """Chunk index -> (prompt, text states) of each segment; chunk 0 is the initial prompt."""
+    out = {0: (prompt, text)}
+    for k, (p, t) in sorted((switches or {}).items()):
+        if not 0 < k < chunks:
+            raise ValueError(f"prompt switch at chunk {k}: must lie in 1..{chunks - 1}")
+        if not p.strip():
+            raise ValueError(f"prompt switch at chunk {k}: empty prompt")
+        out[k] = (p, t)
+    return out
+
+
+def _switch_prompt(beams: list[Beam], sampler: StreamingSampler, text: torch.Tensor, ledger: BudgetLedger) -> None:
+    """Every beam streams the new prompt from here (one shared `TextContext`, so beams still batch together);
+    the history re-encode (LongLive's KV re-cache, when configured) counts as ``recache`` forwards."""
+    ctx = sampler.model.encode_text(text, grad=False)
+    calls = []
+    handle = sampler.model.register_forward_pre_hook(lambda *_: calls.append(1))
+    try:
+        with ledger.timed("recache"):
+            for beam in beams:
+                beam.session.switch_prompt(ctx)
+    finally:
+        handle.remove()
+    if calls:
+        ledger.forward("recache", len(calls))
+
+
 def _score(reward, pixels: torch.Tensor, prompts: list[str], ledger: BudgetLedger, name: str) -> torch.Tensor:
     """``reward.score`` of ``pixels [N, T, 3, H, W]``; NaN where the reward fails (the candidate is dropped)."""
     with ledger.timed("reward"), torch.no_grad():
@@ -188,6 +287,7 @@ def chunk_search(
     final_reward=None,
     ledger: BudgetLedger | None = None,
     on_chunk=None,
+    prompt_switches: dict[int, tuple[str, torch.Tensor]] | None = None,
 ) -> SearchResult:
     """Stream-T1 search for one prompt (see the module docstring).
 
@@ -200,6 +300,11 @@ def chunk_search(
         codec: latents -> pixels in [0, 1] (`decode`).
         cfg: the search settings (default: Stream-T1's shipped values).
         on_chunk: called with the chunk index after each chunk (a progress bar).
+        prompt_switches: chunk index -> (prompt, text states ``[1, L, D]``) used from that chunk on (a
+            multi-segment video). Every beam switches (re-encoding its history when the sampler is configured
+            to); rewards score each chunk against its segment's prompt, the long-term window and the drop test
+            of B.6 stay inside the current segment, and the final pick averages the video reward over the
+            segments, each against its own prompt.
     Returns:
         `SearchResult` with the chosen beam, all final beams, the ledger and the search tree.
     Raises:
@@ -211,44 +316,39 @@ def chunk_search(
         raise ValueError(f"num_frames={num_frames} is not a multiple of the chunk size {chunk}")
     short_reward, final_reward = short_reward or reward, final_reward or reward
     ledger = ledger or BudgetLedger()
-    steps = len(sampler.schedule)
+    segments = _segments(prompt, text, prompt_switches, num_frames // chunk)
     root = sampler.session(sampler.model.encode_text(text, grad=False), latent_shape, 1, GaussianNoise(cfg.seed))
     beams: list[Beam] = [Beam(root, seed=cfg.seed)]
     tree: list[list[dict]] = []
+    segment_start = 0  # first chunk of the current prompt's segment (the long-term window stays inside it)
     for k in range(num_frames // chunk):
         start = k * chunk
-        candidates = []  # (beam index, child session, seed, z, x0)
-        for b, beam in enumerate(beams):
+        if k in segments and k > 0:
+            prompt, segment_start = segments[k][0], k
+            _switch_prompt(beams, sampler, segments[k][1], ledger)
+        for beam in beams:
             beam.session.open_chunk()  # eviction (routed by this beam's flags) happens once per beam
-            n_children = cfg.first_candidates if k == 0 else cfg.children
-            for i in range(n_children):
-                seed = child_seed(cfg.seed, k, b, i, beam.seed, cfg.reference_compat)
-                child = beam.session.fork(seed=seed)
-                with ledger.timed("denoise"):
-                    eps = child.initial_noise()
-                    parent = beam.last_noise if cfg.noise_propagation else None
-                    z = propagate_noise(parent, eps, cfg.rho, cfg.noise_mode)
-                    x = z
-                    for j in range(steps):
-                        x0 = child.denoise(x, j)
-                        ledger.forward("denoise")
-                        if j + 1 < steps:
-                            x = child.renoise(x0, j)
-                candidates.append((b, child, seed, z, x0))
+        n_children = cfg.first_candidates if k == 0 else cfg.children
+        seeds = [[child_seed(cfg.seed, k, b, i, beam.seed, cfg.reference_compat) for i in range(n_children)]
+                 for b, beam in enumerate(beams)]
+        run = _denoise_batched if cfg.batched else _denoise_sequential
+        candidates = run(beams, seeds, cfg, ledger)
         # ---- scores of the pool (B.5); a pool with nothing to choose and no memory routing is not scored
         if len(candidates) <= cfg.top_k and not cfg.memory_sinking:
-            tree.append([{"candidate": i, "parent": c[0], "seed": c[2], "kept": True} for i, c in enumerate(candidates)])
-            beams = [_commit_unscored(beams[b], child, seed, z, x0, ledger) for b, child, seed, z, x0 in candidates]
+            tree.append([{"candidate": i, "parent": c.beam, "seed": c.seed, "kept": True}
+                         for i, c in enumerate(candidates)])
+            beams = [_commit(beams[c.beam], c, ledger) for c in candidates]
             if on_chunk is not None:
                 on_chunk(k)
             continue
-        chunk_lat = torch.cat([c[4] for c in candidates])  # [N, n, C, h, w]
+        chunk_lat = torch.cat([c.x0 for c in candidates])  # [N, n, C, h, w]
         short = _score(short_reward, _decode(codec, chunk_lat, ledger), [prompt] * len(candidates), ledger, "short")
         if cfg.long_term:
             windows = []
-            for b, _, _, _, x0 in candidates:
-                history = beams[b].latents[-(cfg.window - 1):] if cfg.window > 1 else []
-                windows.append(torch.cat([*history, x0], dim=1))
+            for c in candidates:
+                in_segment = beams[c.beam].latents[segment_start:]
+                history = in_segment[-(cfg.window - 1):] if cfg.window > 1 else []
+                windows.append(torch.cat([*history, c.x0], dim=1))
             frames = min(w.shape[1] for w in windows)
             long_lat = torch.cat([w[:, -frames:] for w in windows])
             long = _score(reward, _decode(codec, long_lat, ledger), [prompt] * len(candidates), ledger, "long")
@@ -264,22 +364,22 @@ def chunk_search(
         keep = torch.argsort(fused, descending=True)[: min(cfg.top_k, int(ok.sum()))].tolist()
         # ---- survivors commit; their flags route later evictions (B.6)
         new_beams, level = [], []
-        for idx, (b, child, seed, z, x0) in enumerate(candidates):
+        for idx, c in enumerate(candidates):
             kept = idx in keep
-            level.append({"candidate": idx, "parent": b, "seed": seed, "short": float(short[idx]),
+            level.append({"candidate": idx, "parent": c.beam, "seed": c.seed, "short": float(short[idx]),
                           "long": float(long[idx]), "fused": float(fused[idx]), "ok": bool(ok[idx]), "kept": kept})
             if not kept:
-                child.discard()
+                if c.session is not None:
+                    c.session.discard()
                 continue
-            with ledger.timed("commit"):
-                child.commit(x0, initial_noise=z)
-            ledger.forward("commit")
-            parent = beams[b]
-            beam = Beam(child, [*parent.latents, x0], seed, z, [*parent.short, float(short[idx])],
-                        [*parent.long, float(long[idx])], [*parent.fused, float(fused[idx])], dict(parent.flags),
-                        dict(parent.routes))
+            parent = beams[c.beam]
+            beam = _commit(parent, c, ledger)
+            beam.short, beam.long = [*parent.short, float(short[idx])], [*parent.long, float(long[idx])]
+            beam.fused = [*parent.fused, float(fused[idx])]
+            # a new segment starts its long-term history afresh (the drop test compares within one prompt)
+            prev_long = parent.long[-1] if parent.long and k > segment_start else None
             beam.flags[start] = memory_flags(
-                float(short[idx]), parent.short, parent.long[-1] if parent.long else None, float(long[idx]),
+                float(short[idx]), parent.short[segment_start:], prev_long, float(long[idx]),
                 cfg.tau_short, cfg.tau_long, cfg.window, cfg.reference_compat)
             _attach_router(beam, sampler, cfg)
             new_beams.append((keep.index(idx), beam))
@@ -293,20 +393,33 @@ def chunk_search(
     # ---- final pick by the video reward (nothing to pick from one beam)
     if len(beams) == 1:
         return SearchResult(beams[0], beams, ledger, tree)
-    videos = torch.cat([beam.video_latents() for beam in beams])
-    final = _score(final_reward, _decode(codec, videos, ledger), [prompt] * len(beams), ledger, "final")
-    for beam, score in zip(beams, final.tolist(), strict=True):
+    return SearchResult(_pick(beams, segments, chunk, final_reward, codec, ledger), beams, ledger, tree)
+
+
+def _pick(beams: list[Beam], segments: dict[int, tuple[str, torch.Tensor]], chunk: int, reward, codec,
+          ledger: BudgetLedger) -> Beam:
+    """The final pick: the video reward of each beam (the mean over prompt segments, each scored against its
+    own prompt), stored in ``Beam.final``; the best finite one wins."""
+    starts = sorted(segments)
+    total = torch.zeros(len(beams), dtype=torch.float64)
+    for i, k in enumerate(starts):
+        end = starts[i + 1] if i + 1 < len(starts) else None
+        videos = torch.cat([beam.video_latents()[:, k * chunk: None if end is None else end * chunk] for beam in beams])
+        total += _score(reward, _decode(codec, videos, ledger), [segments[k][0]] * len(beams), ledger, "final")
+    for beam, score in zip(beams, (total / len(starts)).tolist(), strict=True):
         beam.final = score
-    best = max(beams, key=lambda bm: bm.final if math.isfinite(bm.final) else -math.inf)
-    return SearchResult(best, beams, ledger, tree)
+    return max(beams, key=lambda bm: bm.final if math.isfinite(bm.final) else -math.inf)
 
 
-def _commit_unscored(parent: Beam, child: StreamSession, seed: int, z, x0, ledger: BudgetLedger) -> Beam:
+def _commit(parent: Beam, c: _Candidate, ledger: BudgetLedger) -> Beam:
+    """The commit pass of a surviving candidate on its own session (a fork of its beam for batched candidates,
+    continuing that candidate's noise stream); the new beam inherits the parent's scores, flags and routes."""
     with ledger.timed("commit"):
-        child.commit(x0, initial_noise=z)
+        session = c.session if c.session is not None else parent.session.fork(noise=c.noise)
+        session.commit(c.x0, initial_noise=c.z)
     ledger.forward("commit")
-    return Beam(child, [*parent.latents, x0], seed, z, list(parent.short), list(parent.long), list(parent.fused),
-                dict(parent.flags), dict(parent.routes))
+    return Beam(session, [*parent.latents, c.x0], c.seed, c.z, list(parent.short), list(parent.long),
+                list(parent.fused), dict(parent.flags), dict(parent.routes))
 
 
 def plain_config(seed: int = 42) -> SearchConfig:
@@ -323,20 +436,19 @@ def greedy_config(n: int, seed: int = 42) -> SearchConfig:
 
 @torch.no_grad()
 def best_of_n(sampler, text, prompt, latent_shape, num_frames, reward, codec, n: int, seed: int = 42,
-              ledger: BudgetLedger | None = None, on_chunk=None) -> SearchResult:
-    """N whole videos streamed independently (seeds seed + 1000 i), the video reward picks one."""
+              ledger: BudgetLedger | None = None, on_chunk=None,
+              prompt_switches: dict[int, tuple[str, torch.Tensor]] | None = None) -> SearchResult:
+    """N whole videos streamed independently (seeds seed + 1000 i), the video reward picks one (per segment
+    against its own prompt, averaged, as `chunk_search`'s final pick)."""
     ledger = ledger or BudgetLedger()
     beams = []
     for i in range(n):
         result = chunk_search(sampler, text, prompt, latent_shape, num_frames, reward, codec,
-                              plain_config(seed + 1000 * i), ledger=ledger, on_chunk=on_chunk)
+                              plain_config(seed + 1000 * i), ledger=ledger, on_chunk=on_chunk,
+                              prompt_switches=prompt_switches)
         beams.append(result.best)
-    videos = torch.cat([beam.video_latents() for beam in beams])
-    final = _score(reward, _decode(codec, videos, ledger), [prompt] * n, ledger, "final")
-    for beam, score in zip(beams, final.tolist(), strict=True):
-        beam.final = score
-    best = max(beams, key=lambda bm: bm.final if math.isfinite(bm.final) else -math.inf)
-    return SearchResult(best, beams, ledger, [])
+    segments = _segments(prompt, text, prompt_switches, num_frames // sampler.chunk_frames)
+    return SearchResult(_pick(beams, segments, sampler.chunk_frames, reward, codec, ledger), beams, ledger, [])
 
 
 def plan_for_budget(strategy: str, multiple: float, base: SearchConfig | None = None) -> tuple[SearchConfig, int]:
