@@ -7,10 +7,20 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
+from streamvid.tts.cli import main
 from tests.console_scripts import error_line, run_script
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """`main` sets torch's thread count from the config (1); give the other tests theirs back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 CONFIG = "configs/infer/shapes_t1.yaml"
 PROMPT = "a red circle moving left, then up"
@@ -53,9 +63,8 @@ def test_best_of_n_costs_n_plain_samples(tmp_path: Path):
     runs = {}
     for strategy in ("plain", "best_of_n"):
         out = tmp_path / f"{strategy}.mp4"
-        proc = run_script("streamvid-infer-t1", "--config", CONFIG, "--prompt", PROMPT, "--out", out,
-                          "--set", f"strategy={strategy}", "--set", "n=3")
-        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert main(["--config", CONFIG, "--prompt", PROMPT, "--out", str(out), "--set", f"strategy={strategy}",
+                     "--set", "n=3"]) == 0
         runs[strategy] = json.loads((tmp_path / f"{strategy}.ledger.json").read_text())
     assert runs["plain"]["nfe"] == 4 * (4 + 1) and runs["plain"]["reward_calls"] == {}
     assert runs["best_of_n"]["nfe"] == 3 * runs["plain"]["nfe"] and runs["best_of_n"]["reward_calls"]["final"] == 3
@@ -77,8 +86,19 @@ def test_best_of_n_costs_n_plain_samples(tmp_path: Path):
     ids=["blank-prompt", "unknown-key", "unknown-reward", "unknown-strategy", "checkpoint-mismatch", "budget",
          "switch-out-of-range", "switch-empty", "switch-key-type"],
 )
-def test_bad_input_is_one_line(args: list[str], needle: str, tmp_path: Path):
+def test_bad_input_is_one_line(args: list[str], needle: str, tmp_path: Path, capsys):
+    """In process (`main(argv)`, what the console script calls), so each case skips an interpreter start; the
+    console script itself is checked on one case below."""
     out = tmp_path / "x.mp4"
-    proc = run_script("streamvid-infer-t1", "--config", CONFIG, "--out", out, *args)
-    assert needle in error_line(proc, "streamvid-infer-t1")
+    assert main(["--config", CONFIG, "--out", str(out), *args]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("streamvid-infer-t1: error: ") and needle in lines[0], lines
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_the_console_script_reports_bad_input_in_one_line(tmp_path: Path):
+    out = tmp_path / "x.mp4"
+    proc = run_script("streamvid-infer-t1", "--config", CONFIG, "--out", out, "--prompt", PROMPT,
+                      "--set", "budget=0.5")
+    assert "smaller than one plain sample" in error_line(proc, "streamvid-infer-t1")
     assert not out.exists()
