@@ -76,6 +76,7 @@ def test_best_of_n_costs_n_plain_samples(tmp_path: Path):
         (["--prompt", "  "], "no prompt"),
         (["--prompt", PROMPT, "--set", "search.bogus=1"], "unknown key 'search.bogus'"),
         (["--prompt", PROMPT, "--set", "reward.name=nope"], "unknown reward name 'nope'"),
+        (["--prompt", PROMPT, "--set", "reward.name=videoalign"], "reward.videoalign.checkpoint_dir: required"),
         (["--prompt", PROMPT, "--set", "strategy=magic"], "strategy"),
         (["--prompt", PROMPT, "--set", "generator.model.num_layers=2"], "generator.checkpoint"),
         (["--prompt", PROMPT, "--set", "budget=0.5"], "smaller than one plain sample"),
@@ -83,7 +84,7 @@ def test_best_of_n_costs_n_plain_samples(tmp_path: Path):
         (["--prompt", PROMPT, "--set", "prompt_switches={2: ' '}"], "prompt_switches.2: empty prompt"),
         (["--prompt", PROMPT, "--set", "prompt_switches={two: up}"], "expected int keys"),
     ],
-    ids=["blank-prompt", "unknown-key", "unknown-reward", "unknown-strategy", "checkpoint-mismatch", "budget",
+    ids=["blank-prompt", "unknown-key", "unknown-reward", "reward-weights", "unknown-strategy", "checkpoint-mismatch", "budget",
          "switch-out-of-range", "switch-empty", "switch-key-type"],
 )
 def test_bad_input_is_one_line(args: list[str], needle: str, tmp_path: Path, capsys):

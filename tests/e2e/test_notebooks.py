@@ -48,7 +48,13 @@ def _execute(name: str, parameters: str, check: str, kernel: str):
     return nb
 
 
-def _check_output(nb) -> dict:
+def _check_output(nb, min_figures: int) -> dict:
+    """The values the appended check cell printed, after asserting that no cell failed and that at least
+    ``min_figures`` figures were drawn."""
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors, errors
+    images = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+    assert images >= min_figures, f"only {images} figures were drawn"
     text = "".join(o.get("text", "") for o in nb.cells[-1].get("outputs", []) if o.output_type == "stream")
     line = next(ln for ln in text.splitlines() if ln.startswith(CHECK))
     return json.loads(line[len(CHECK) :])
@@ -79,13 +85,7 @@ print({CHECK!r} + json.dumps({{
     "r_final": r_final.tolist(), "base": base.tolist(), "exit_step": exit_step, "steps": steps,
 }}))
 """
-    nb = _execute("stream_r1_weights.ipynb", parameters, check, kernel)
-    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
-    assert not errors, errors
-    images = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
-    assert images >= 8, f"only {images} figures were drawn"
-
-    v = _check_output(nb)
+    v = _check_output(_execute("stream_r1_weights.ipynb", parameters, check, kernel), min_figures=8)
     assert v["W_shape"] == [2, *v["latent"]]
     assert v["W_finite"] and v["W_min"] > 0
     assert v["W_mean"] == pytest.approx([1.0, 1.0], abs=1e-5)  # mean(W) = 1 per sample (A.6 step 6)
@@ -120,13 +120,8 @@ print({CHECK!r} + json.dumps({{
     "plain_nfe": plain_nfe, "n": n, "final": best.final,
 }}))
 """
-    nb = _execute("stream_t1_search.ipynb", parameters, check, kernel)
-    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
-    assert not errors, errors
-    images = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
-    assert images >= 2, f"only {images} figures were drawn"  # the tree and the frames
-
-    v = _check_output(nb)
+    # at least the tree and the frames
+    v = _check_output(_execute("stream_t1_search.ipynb", parameters, check, kernel), min_figures=2)
     assert v["chunks"] == v["rows"] == v["scores"] == 12 // v["chunk"]
     assert v["kept"] == [v["top_k"]] * v["chunks"]  # top-k survive every chunk (B.2)
     assert all(p > v["top_k"] for p in v["per_chunk"])  # there was something to prune

@@ -262,3 +262,18 @@ def test_loading_a_selection_imports_no_adapter(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["[]"]
+
+
+def test_missing_reward_weights_are_named_before_anything_is_built(tmp_path):
+    """`RewardSelection.check_paths`: a required path left empty, or a given path that does not exist, is one
+    `ConfigError` naming ``<where>.<reward>.<field>``; existing paths and unset optional ones pass."""
+    with pytest.raises(ConfigError, match=r"^reward\.videoalign\.checkpoint_dir: required"):
+        RewardSelection(name="videoalign").check_paths()
+    with pytest.raises(ConfigError, match=r"^short_reward\.aesthetic\.head_path: not found: /nope"):
+        RewardSelection(name="aesthetic", aesthetic=AestheticConfig(model_dir=str(tmp_path), head_path="/nope")
+                        ).check_paths("short_reward")
+    with pytest.raises(ConfigError, match=r"^reward\.shapes_learned\.path: not found"):
+        RewardSelection(name="shapes_learned", shapes_learned=ShapesLearnedRewardConfig(path="/nope")).check_paths()
+    RewardSelection(name="shapes_learned").check_paths()  # None: the shipped checkpoint
+    RewardSelection(name="videoalign", videoalign=VideoAlignConfig(checkpoint_dir=str(tmp_path))).check_paths()
+    RewardSelection(name="shapes_analytic").check_paths()  # no weights at all

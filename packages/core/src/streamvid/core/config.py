@@ -246,7 +246,7 @@ def _assign(cfg: DictConfig, key: str, value: Any, full_key: str, source: str) -
     except ConfigKeyError as err:  # e.g. an unknown key inside a list of dataclasses
         raise ConfigError(f"invalid value for '{full_key}' in {source}: {_one_line(err)}") from None
     except OmegaConfBaseException:
-        key_type = getattr(cfg._metadata, "key_type", None)
+        key_type = cfg._metadata.key_type  # DictConfig metadata, like ref_type and element_type
         if key_type in (int, float) and not isinstance(key, key_type):  # a typed dict's key, not its value
             raise ConfigError(f"wrong key type for '{full_key}' in {source}: expected {_type_name(key_type)} "
                               f"keys, got {key!r} ({type(key).__name__})") from None

@@ -43,8 +43,7 @@ def check_r1(cfg: DMDStageConfig) -> None:
     if found["_class_name"] not in ("CausalWanModel", "WanTransformer3DModel"):
         raise ConfigError(f"student: {cfg.student} holds a {found['_class_name']}; the student is a CausalWanModel")
     check_same_config(found, wan_sizes(model), cfg.student, "student")
-    for key in ("teacher", "critic"):
-        path = getattr(cfg, key)
+    for key, path in (("teacher", cfg.teacher), ("critic", cfg.critic)):
         if path is None:
             continue
         net = check_model_dir(path, key)
@@ -64,9 +63,8 @@ def check_r1(cfg: DMDStageConfig) -> None:
         raise ConfigError("text_encoder.kind=umt5 needs text_encoder.path (a local UMT5 encoder directory)")
     if cfg.prompts is not None and not Path(cfg.prompts).is_file():
         raise ConfigError(f"prompts: file not found: {cfg.prompts}")
-    reward_path = getattr(cfg.reward.config(), "path", None)
-    if cfg.stream_r1.uses_reward and reward_path is not None and not Path(reward_path).exists():
-        raise ConfigError(f"reward.{cfg.reward.name}.path: not found: {reward_path}")
+    if cfg.stream_r1.uses_reward:
+        cfg.reward.check_paths()
     height, width = cfg.video_size
     ratio = cfg.codec.patch if cfg.codec.kind == "pixel" else 8
     if height % ratio or width % ratio:

@@ -88,9 +88,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def resolve_config(args: argparse.Namespace) -> InferT1Config:
     path = Path(args.config)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
-    cfg = load_config(path, args.overrides, schema=InferT1Config)
+    cfg = load_config(path, args.overrides, schema=InferT1Config)  # a missing file is a ConfigError there
     if args.prompt is not None:
         cfg = replace(cfg, prompt=args.prompt)
     if cfg.prompt is None or not cfg.prompt.strip():
@@ -109,6 +107,9 @@ def resolve_config(args: argparse.Namespace) -> InferT1Config:
 
         search, n = plan_for_budget(cfg.strategy, cfg.budget, cfg.search)
         cfg = replace(cfg, search=search if cfg.strategy == "stream_t1" else cfg.search, n=n)
+    cfg.reward.check_paths("reward")
+    if cfg.short_reward is not None:
+        cfg.short_reward.check_paths("short_reward")
     if cfg.generator.checkpoint is None:
         raise ConfigError("generator.checkpoint is null: search needs a trained student (e.g. "
                           "assets/shapes/stream_r1_student)")

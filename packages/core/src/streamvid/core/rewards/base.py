@@ -14,6 +14,7 @@ import abc
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
@@ -129,8 +130,26 @@ class RewardConfig:
     differentiable: bool = True
     """Score with autograd enabled (`saliency` needs it); False scores under no_grad (cheaper)."""
 
+    REQUIRED_PATHS: ClassVar[tuple[str, ...]] = ()
+    """Fields naming local files or folders the reward cannot be built without (checked by `missing_paths`)."""
+    OPTIONAL_PATHS: ClassVar[tuple[str, ...]] = ()
+    """Fields naming local files or folders that may be empty / None (then a default is used)."""
+
     def __post_init__(self) -> None:
         check_choice("combine", self.combine, COMBINE_MODES)
+
+    def missing_paths(self) -> list[tuple[str, str]]:
+        """``(field, problem)`` for every required path left empty and every given path that does not exist:
+        the check a CLI runs before building anything."""
+        problems = []
+        for name in (*self.REQUIRED_PATHS, *self.OPTIONAL_PATHS):
+            value = getattr(self, name)
+            if not value:
+                if name in self.REQUIRED_PATHS:
+                    problems.append((name, "required (a local path), not set"))
+            elif not Path(value).exists():
+                problems.append((name, f"not found: {value}"))
+        return problems
 
 
 @dataclass

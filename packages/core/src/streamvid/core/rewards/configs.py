@@ -33,6 +33,7 @@ file) and `RewardSelection` checks the name; ``selection.build()`` then imports 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import ClassVar
 
 from streamvid.core.config import ConfigError, check_choice
 from streamvid.core.rewards.base import ModelRewardConfig, RewardConfig, RewardModel
@@ -68,6 +69,9 @@ class VideoAlignConfig(Qwen2VLVideoSettings, ModelRewardConfig):
     config and the preprocessor.
     """
 
+    REQUIRED_PATHS: ClassVar[tuple[str, ...]] = ("checkpoint_dir",)
+    OPTIONAL_PATHS: ClassVar[tuple[str, ...]] = ("base_model_dir", "prompt_template_file")
+
     checkpoint_dir: str = ""
     """Folder with the reward weights (see the videoalign module docstring); required."""
     base_model_dir: str = ""
@@ -95,6 +99,8 @@ class VideoAlignConfig(Qwen2VLVideoSettings, ModelRewardConfig):
 class CLIPFrameScoreConfig(ModelRewardConfig):
     """Settings of `CLIPFrameScore`."""
 
+    REQUIRED_PATHS: ClassVar[tuple[str, ...]] = ("model_dir",)
+
     model_dir: str = ""
     """transformers CLIP folder: config.json, model.safetensors (or pytorch_model.bin), tokenizer files."""
     num_frames: int | None = None
@@ -109,6 +115,8 @@ class CLIPFrameScoreConfig(ModelRewardConfig):
 @dataclass
 class AestheticConfig(ModelRewardConfig):
     """Settings of `AestheticScore`."""
+
+    REQUIRED_PATHS: ClassVar[tuple[str, ...]] = ("model_dir", "head_path")
 
     model_dir: str = ""
     """transformers CLIP folder (config.json and weights; the text tower is not used)."""
@@ -159,6 +167,8 @@ class ShapesAnalyticRewardConfig(RewardConfig):
 class ShapesLearnedRewardConfig(RewardConfig):
     """Settings of `ShapesLearnedReward`; axes are sigmoid outputs in [0, 1], trained on oracle scores."""
 
+    OPTIONAL_PATHS: ClassVar[tuple[str, ...]] = ("path",)
+
     path: str | None = None
     """Checkpoint directory (``reward.safetensors`` + ``reward.json``); None: the shipped one."""
 
@@ -199,6 +209,14 @@ class RewardSelection:
         """The selected reward's config: its section, or (absent) its config dataclass's defaults."""
         section = getattr(self, self.name) if self.name in self.sections() else None
         return section if section is not None else reward_config(self.name)
+
+    def check_paths(self, where: str = "reward") -> None:
+        """Raise `ConfigError` naming ``<where>.<name>.<field>`` when the selected reward's weights are not set or
+        not found (`RewardConfig.missing_paths`); run it before any expensive work."""
+        problems = self.config().missing_paths()
+        if problems:
+            field_name, problem = problems[0]
+            raise ConfigError(f"{where}.{self.name}.{field_name}: {problem}")
 
     def build(self) -> RewardModel:
         """Import and build the selected reward (`build_reward_from_config`)."""
