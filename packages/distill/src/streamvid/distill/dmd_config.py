@@ -234,9 +234,14 @@ class DMDStageConfig:
     sample_every: int = 50
     """Optimiser steps between fixed-seed sample videos (and intra weight maps) in the logs, with oracle scores."""
     sample_prompts: int = 4
+    snapshot_every: int = 0
+    """Optimiser steps between kept copies of the exported (EMA) student in ``<output_dir>/snapshots/step_NNNNNN``
+    (a training curve is read from them afterwards); 0: none, only the latest export in ``output_dir``."""
 
     def __post_init__(self) -> None:
         check_run_paths(self.output_dir, self.run_dir)
+        if self.snapshot_every < 0:
+            raise ConfigError(f"snapshot_every must be >= 0, got {self.snapshot_every}")
         if self.latent_frames % self.chunk_frames:
             raise ConfigError(
                 f"num_training_frames={self.latent_frames} is not a multiple of the sampler's chunk_frames="

@@ -145,17 +145,21 @@ def run_r1(cfg: DMDStageConfig) -> Path:
         """The exported model (EMA) into output_dir every checkpoint_every steps and at the end (rank 0)."""
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-            if trainer.global_step % cfg.trainer.checkpoint_every == 0:
+            step = trainer.global_step
+            if step % cfg.trainer.checkpoint_every == 0 or (cfg.snapshot_every and step % cfg.snapshot_every == 0):
                 export(trainer)
 
     def export(trainer) -> None:
         from streamvid.distill.deepspeed_cpu import gathered
 
         model = module.exported_model()
+        step = trainer.global_step
         with gathered(model):
             if trainer.is_global_zero:
                 export_model(model, out_dir)
                 write_resolved_config(cfg, out_dir / CONFIG_NAME)
+                if cfg.snapshot_every and step % cfg.snapshot_every == 0:
+                    export_model(model, out_dir / "snapshots" / f"step_{step:06d}")
 
     n = sum(p.numel() for p in module.student.parameters())
     mode = _describe(cfg)
