@@ -17,7 +17,9 @@ from streamvid.core.world.corrupt import CORRUPTION_AXES, render_corrupted
 from streamvid.core.world.dataset import SPLITS, ShapesDataset, collate_items, sample_attributes
 from streamvid.core.world.degenerate import DEGENERATE_AXES, degenerate_examples, render_degenerate
 from streamvid.core.world.oracle import (
+    ChunkBackground,
     OracleReading,
+    chunk_background,
     OracleScore,
     measure,
     measure_batch,
@@ -48,6 +50,7 @@ __all__ = [
     "SHAPES",
     "SPLITS",
     "VOCAB",
+    "ChunkBackground",
     "OracleReading",
     "OracleScore",
     "PromptSpec",
@@ -55,6 +58,7 @@ __all__ = [
     "ShapesDataset",
     "WorldConfig",
     "collate_items",
+    "chunk_background",
     "coverage",
     "degenerate_examples",
     "generate_prompt",

@@ -41,7 +41,9 @@ from streamvid.core.world.prompts import PromptSpec, parse_prompt
 from streamvid.core.world.render import DIRECTIONS, PALETTE, SHAPES, coverage, segment_frame_ranges
 
 __all__ = [
+    "ChunkBackground",
     "OracleReading",
+    "chunk_background",
     "OracleScore",
     "measure",
     "measure_batch",
@@ -321,3 +323,52 @@ def score_batch(videos: Tensor, prompts: Sequence[str | PromptSpec]) -> dict[str
         )
     rows = [score(v, p) for v, p in zip(videos, prompts)]
     return {axis: torch.tensor([r[axis] for r in rows]) for axis in ("text", "motion", "visual")}
+
+
+@dataclass
+class ChunkBackground:
+    """Background of a streamed video, chunk by chunk (`chunk_background`).
+
+    Attributes:
+        level: ``[C, 3]`` mean background colour of each chunk (per-frame median colour, averaged).
+        noise: ``[C]`` robust (MAD) standard deviation of the background residual of each chunk, as the
+            oracle's ``noise`` (``cleanliness`` is 1/2 at 0.03).
+    """
+
+    level: Tensor
+    noise: Tensor
+
+    def noise_ratio(self) -> float:
+        """Mean noise of the chunks after the first over the first chunk's (1 = no seam in background noise)."""
+        return float(self.noise[1:].mean() / self.noise[0].clamp_min(1e-4)) if len(self.noise) > 1 else 1.0
+
+    def level_shift(self) -> float:
+        """Mean RGB distance of each later chunk's background colour from the first chunk's."""
+        return float((self.level[1:] - self.level[0]).norm(dim=-1).mean()) if len(self.level) > 1 else 0.0
+
+
+def chunk_background(video: Tensor, chunk_frames: int) -> ChunkBackground:
+    """Background colour and noise per chunk of ``video [T, 3, H, W]`` in [0, 1] (``T`` a multiple of
+    ``chunk_frames``).
+
+    Each frame's background colour is its median colour; pixels farther than 0.15 (RGB L2) from it, dilated by
+    2 px, are the object and are left out; the noise of a chunk is ``1.4826 * MAD`` of its frames' background
+    residuals (all channels), the estimator of `measure`. It reads what the video-level oracle averages away:
+    a chunk whose background is lighter or noisier than the others (a streaming seam).
+    """
+    if video.ndim != 4 or video.shape[1] != 3 or video.shape[0] % chunk_frames:
+        raise ValueError(
+            f"chunk_background expects a video [T, 3, H, W] with T a multiple of {chunk_frames}, got "
+            f"{list(video.shape)}"
+        )
+    v = video.detach().float()
+    frame_bg = v.flatten(2).median(-1).values  # [T, 3]
+    residual = v - frame_bg[:, :, None, None]  # [T, 3, H, W]
+    background = ~_dilate(residual.norm(dim=1) > 0.15, 2)  # [T, H, W]
+    levels, noises = [], []
+    for start in range(0, v.shape[0], chunk_frames):
+        part = slice(start, start + chunk_frames)
+        px = residual[part].permute(1, 0, 2, 3)[:, background[part]].flatten()
+        noises.append(1.4826 * (px - px.median()).abs().median() if px.numel() else torch.zeros(()))
+        levels.append(frame_bg[part].mean(0))
+    return ChunkBackground(torch.stack(levels).cpu(), torch.stack(noises).cpu())
