@@ -19,8 +19,8 @@ from streamvid.core.world.degenerate import DEGENERATE_AXES, degenerate_examples
 from streamvid.core.world.oracle import (
     ChunkBackground,
     OracleReading,
-    chunk_background,
     OracleScore,
+    chunk_background,
     measure,
     measure_batch,
     score,
