@@ -99,16 +99,14 @@ def fork_memory(model, layout, schedule, text, num_chunks, candidates=8):
     for _ in range(num_chunks):
         session.next_chunk()
     parent = session.cache
-    parent.append(num_chunks * layout.chunk_frames, layout.chunk_frames)  # evicts once, before forking
+    session.open_chunk()  # evicts once, before forking
     one_stream = parent.memory_bytes()
     forks = []
     for i in range(candidates):
-        child = parent.fork()
+        child = session.fork(seed=i)
         x = torch.randn(1, layout.chunk_frames, *LATENT, generator=torch.Generator().manual_seed(i))
-        session.cache = child
-        session._forward(x, schedule.timesteps[0].item())
-        forks.append(child)
-    session.cache = parent
+        child.denoise(x, 0)
+        forks.append(child.cache)
     unique = {t.data_ptr(): t.nbytes for c in [parent, *forks] for t in c.tensors()}
     deep = [copy.deepcopy(parent) for _ in range(candidates)]
     deep_bytes = one_stream + sum(d.memory_bytes() for d in deep)

@@ -40,7 +40,7 @@ from streamvid.core.world.oracle import score_details
 from streamvid.eval.drift import windowed_curve
 from streamvid.tts.cli import InferT1Config
 from streamvid.tts.ledger import BudgetLedger
-from streamvid.tts.search import best_of_n, chunk_search, plain_config, plan_for_budget
+from streamvid.tts.search import PromptSwitch, best_of_n, chunk_search, plain_config, plan_for_budget
 
 AXES = ("text", "motion", "visual")
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
@@ -110,7 +110,7 @@ def main() -> None:
     start = time.perf_counter()
     for pi, prompts in enumerate(plans):
         texts = [gen.text_encoder.encode([q]).embeddings for q in prompts]
-        switches = {s * args.segment_chunks: (prompts[s], texts[s]) for s in range(1, args.segments)}
+        switches = [PromptSwitch(s * args.segment_chunks, prompts[s], texts[s]) for s in range(1, args.segments)]
         common = dict(sampler=gen.sampler, text=texts[0], prompt=prompts[0], latent_shape=gen.latent_shape,
                       num_frames=num_frames, reward=reward, codec=gen.codec, prompt_switches=switches)
         for seed in range(args.seeds):

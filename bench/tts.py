@@ -7,7 +7,9 @@ search wall time spent outside model forwards, decodes and reward calls.
    it, then ``--candidates`` candidates that each write their own chunk K/V: (a) `StreamSession.fork` (history
    shared copy-on-write), (b) ``copy.deepcopy`` of the session's cache per candidate (what the reference does).
    Bytes are the unique tensor storages held by the parent and all candidates (deduplicated by data pointer),
-   divided by one stream's bytes. Target for (a): <= 1.5.
+   divided by one stream's bytes. Target for (a): <= 1.5. (c) one `candidate_batch` of the candidates: held
+   bytes as (a), plus the transient history one forward materialises per layer (`CacheBatch.history_read_bytes`:
+   one row for a one-beam batch; B rows when two beams share a group, the history read once per candidate).
 2. Overhead: one Stream-T1 search (the shipped shapes config, ``make infer-t1``'s prompt) timed by its ledger:
    1 - (denoise + commit + decode + reward seconds) / wall seconds (the "denoise" component includes each
    candidate's noise draw and propagation). Target <= 5 %.
@@ -84,10 +86,15 @@ def memory(history: int, candidates: int) -> dict:
     batch = candidate_batch([session], [list(range(candidates))])
     fill_candidate(batch)
     batched = unique_bytes([session.cache, *batch.cache.caches])
+    # two beams in one group: each history is still held once, but every forward reads it once per row
+    two = candidate_batch([session, session], [list(range(candidates)), list(range(candidates))])
+    fill_candidate(two)
     return {"history_chunks": history, "candidates": candidates, "one_stream_bytes": one,
             "forked_bytes": forked, "deepcopy_bytes": copied, "batched_bytes": batched,
             "forked_over_one": round(forked / one, 3), "deepcopy_over_one": round(copied / one, 3),
-            "batched_over_one": round(batched / one, 3), "target_forked_over_one": 1.5}
+            "batched_over_one": round(batched / one, 3), "target_forked_over_one": 1.5,
+            "batched_history_read_bytes_per_layer": batch.cache.history_read_bytes(),
+            "two_beam_batch_history_read_bytes_per_layer": two.cache.history_read_bytes()}
 
 
 @torch.no_grad()

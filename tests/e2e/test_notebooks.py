@@ -115,7 +115,7 @@ import json
 print({CHECK!r} + json.dumps({{
     "chunks": len(result.tree), "per_chunk": [len(level) for level in result.tree], "chunk": chunk,
     "video_shape": list(video.shape), "bon_video_shape": list(bon_video.shape),
-    "kept": [sum(c["kept"] for c in level) for level in result.tree], "top_k": cfg.search.top_k,
+    "kept": [sum(c.kept for c in level) for level in result.tree], "top_k": cfg.search.top_k,
     "scores": len(best.fused), "rows": len(scores), "nfe": result.ledger.nfe, "bon_nfe": bon.ledger.nfe,
     "plain_nfe": plain_nfe, "n": n, "final": best.final,
 }}))

@@ -1,6 +1,6 @@
-"""`candidate_batch` / `CacheBatch`: the candidates of several beams denoised as one batch equal the same
-candidates on independent forks (float re-association aside), commit through their beams as the forks would,
-and misuse is refused."""
+"""`candidate_batch` / `CandidateBatch` / `CacheBatch`: the candidates of several beams denoised as one batch
+equal the same candidates on independent forks (float re-association aside), commit through their beams as the
+forks would, and misuse is refused."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def test_a_survivor_commits_through_its_beam_as_its_independent_fork_would():
     batch = candidate_batch([beam], [[7, 8]])
     z = batch.initial_noise()
     x0 = batch.denoise_from(z)
-    survivor = beam.fork(noise=batch.noise.sources[1])
+    survivor = beam.fork(noise=batch.row_noise(1))
     survivor.commit(x0[1:2], initial_noise=z[1:2])
     reference = beam.fork(seed=8)
     ref_z = reference.initial_noise()
@@ -90,10 +90,11 @@ def test_misuse_is_refused():
         candidate_batch(beams, [[1], [2]])
     beams[1].open_chunk()
     batch = candidate_batch(beams, [[1], [2]])
-    x0 = batch.denoise_from(batch.initial_noise())
-    for op, call in [("commit", lambda: batch.commit(x0)), ("fork", lambda: batch.fork(seed=1))]:
-        with pytest.raises(RuntimeError, match=f"StreamSession.{op}: not on a candidate batch"):
-            call()
+    batch.denoise_from(batch.initial_noise())
+    assert batch.nfe == {"denoise": 2 * batch.num_steps}  # one per row per step
+    # a batch has only the steps of the open chunk: no commit, fork, prompt switch or new chunk
+    for op in ("commit", "discard", "fork", "switch_prompt", "open_chunk", "next_chunk"):
+        assert not hasattr(batch, op), op
     with pytest.raises(RuntimeError, match="never committed"):
         batch.cache.commit()
     # a beam whose sink grew (append_sink) reads history at other positions: not batchable with the others

@@ -16,6 +16,7 @@ from streamvid.core.rewards.base import RewardOutput
 from streamvid.core.sampler import StreamingSampler
 from streamvid.core.sampler_config import SamplerConfig
 from streamvid.tts.search import (
+    PromptSwitch,
     SearchConfig,
     SearchError,
     best_of_n,
@@ -90,8 +91,8 @@ def test_batched_search_equals_sequential_search():
     runs = {b: _run(sampler, SearchConfig(children=2, top_k=2, tau_short=-1.0, tau_long=0.0, batched=b), frames=18)
             for b in (False, True)}
     seq, bat = runs[False], runs[True]
-    assert [[c["kept"] for c in lv] for lv in seq.tree] == [[c["kept"] for c in lv] for lv in bat.tree]
-    assert [[c["seed"] for c in lv] for lv in seq.tree] == [[c["seed"] for c in lv] for lv in bat.tree]
+    assert [[c.kept for c in lv] for lv in seq.tree] == [[c.kept for c in lv] for lv in bat.tree]
+    assert [[c.seed for c in lv] for lv in seq.tree] == [[c.seed for c in lv] for lv in bat.tree]
     for a, b in zip(seq.beams, bat.beams, strict=True):
         assert a.routes == b.routes and a.flags == b.flags
         torch.testing.assert_close(a.video_latents(), b.video_latents(), atol=1e-4, rtol=1e-4)
@@ -115,7 +116,7 @@ class PromptLog(Brightness):
 def test_prompt_switches_score_each_segment_against_its_own_prompt():
     sampler = _sampler(window=6, sink=3, max_sink=9)
     gen = torch.Generator().manual_seed(9)
-    switches = {2: ("a blue square", torch.randn(1, 2, 8, generator=gen))}
+    switches = [PromptSwitch(2, "a blue square", torch.randn(1, 2, 8, generator=gen))]
     reward = PromptLog()
     result = chunk_search(sampler, torch.randn(1, 2, 8, generator=gen), "a red circle", LATENT, 12, reward,
                           PixelCodec(2), SearchConfig(children=2, top_k=2), prompt_switches=switches)
@@ -132,7 +133,7 @@ def test_prompt_switches_score_each_segment_against_its_own_prompt():
     assert result.best.video_latents().shape == (1, 12, *LATENT)
     with pytest.raises(ValueError, match="prompt switch at chunk 4"):
         chunk_search(sampler, torch.randn(1, 2, 8), "a red circle", LATENT, 12, reward, PixelCodec(2),
-                     prompt_switches={4: ("a blue square", torch.randn(1, 2, 8))})
+                     prompt_switches=[PromptSwitch(4, "a blue square", torch.randn(1, 2, 8))])
 
 
 def test_ledger_counts_the_schedule_and_the_tree_records_survivors():
@@ -140,13 +141,13 @@ def test_ledger_counts_the_schedule_and_the_tree_records_survivors():
     led = result.ledger.to_dict()
     assert led["forwards"]["denoise"] == (4 + 4 + 4) * 4 and led["forwards"]["commit"] == 2 + 2 + 2
     assert led["reward_calls"]["short"] == 12 and led["reward_calls"]["long"] == 12 and led["reward_calls"]["final"] == 2
-    assert [sum(c["kept"] for c in level) for level in result.tree] == [2, 2, 2]
+    assert [sum(c.kept for c in level) for level in result.tree] == [2, 2, 2]
     assert result.best.video_latents().shape == (1, 9, *LATENT)
     assert result.best.final == max(b.final for b in result.beams)
     # the survivors are the best fused scores of each pool
     for level in result.tree:
-        kept = sorted((c["fused"] for c in level if c["kept"]), reverse=True)
-        assert kept == sorted((c["fused"] for c in level), reverse=True)[:2]
+        kept = sorted((c.fused for c in level if c.kept), reverse=True)
+        assert kept == sorted((c.fused for c in level), reverse=True)[:2]
 
 
 def test_plain_and_greedy_and_best_of_n_spend_what_they_say():
@@ -176,7 +177,7 @@ def test_memory_routes_follow_the_flags_when_chunks_leave_the_window():
 def test_failing_rewards_drop_candidates_or_stop_with_the_partial_result():
     result = _run(_sampler(), SearchConfig(children=2, top_k=2), frames=6, reward=Brightness("nan_first"))
     assert result.ledger.reward_calls["dropped_candidates"] >= 1
-    assert all(math.isfinite(c["fused"]) for level in result.tree for c in level if c["kept"])
+    assert all(math.isfinite(c.fused) for level in result.tree for c in level if c.kept)
     with pytest.raises(SearchError, match="every candidate") as info, pytest.warns(UserWarning, match="reward down"):
         _run(_sampler(), SearchConfig(children=2, top_k=2), frames=6, reward=Brightness("raise"))
     assert len(info.value.partial) == 1 and info.value.partial[0].latents == []  # failed at chunk 0

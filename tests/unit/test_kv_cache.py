@@ -88,7 +88,7 @@ def test_ema_sink_merges_into_sink():
     for start in range(0, 6, 2):  # frames 0-1 sink (K=0), window 2-3 (K=2), 4-5
         _push(cache, start, 2)
     cache.append(6, 2)  # the window (4 frames incl. this chunk) evicts chunk 2-3 into the sink
-    assert cache.evictions[-1] == (EvictedChunk(2, 2), EvictionPolicy.EMA_SINK)
+    assert cache.evictions[-1] == (EvictedChunk(2, 2, sink_frames=2), EvictionPolicy.EMA_SINK)
     assert _frame_values(cache, cache._sink) == pytest.approx([0.75 * 0 + 0.25 * 2] * 2)
     v = cache._storage.values[0, 0, cache._sink[0] * TPF, 0, 0].item()
     assert v == pytest.approx(-0.5)

@@ -5,14 +5,21 @@ Each beam keeps its committed history once (batch 1, shared copy-on-write by `KV
 stacks one fork per beam, each serving a block of ``rows`` consecutive batch rows (that beam's children):
 
     batch rows   [ beam 0: c0 c1 | beam 1: c0 c1 | ... ]         B = sum(rows)
-    history      [ beam 0 history x rows_0 | beam 1 history x rows_1 | ... ]   (expanded views, no copy)
+    history      each beam's committed history, stored once (the members share the beams' storage)
     current      each fork stores its own rows of the chunk's K/V
 
-The model talks to it exactly as to one `KVCache` (`query_positions`, `key_positions`, `write`, `history`), so
-the candidates' forward is one batched call. One RoPE table serves the batch, so the members must hold their
-history at the same key positions (same sink and window frames): a search groups beams by
-`KVCache.key_positions()` and runs one batch per group. A batch is never committed: the survivors are
-committed one by one on forks of their own beam (`commit` here raises).
+It is an `AttentionCache` (`query_positions`, `key_positions`, `write`, `history`), so the candidates' forward
+is one batched call. One RoPE table serves the batch, so the members must hold their history at the same key
+positions (same sink and window frames): a search groups beams by `KVCache.key_positions()` and runs one batch
+per group. A batch is never committed: the survivors are committed one by one on forks of their own beam.
+
+What is copied, when. Held between forwards (`memory_bytes`): each beam's history once, plus every row's
+chunk K/V. Per forward and layer (transient, freed before the next layer): each member gathers its readable
+history slots (`KVCache.history`, one row); with one member that single row goes to the model, which ropes it
+once and attends through an expanded view; with several members (`history_read_bytes`) the rows are
+concatenated into `[B, F_hist*T, ...]`, i.e. the history is materialised once per candidate row (B times) and
+roped B times. In both cases the model's concatenation of history and the live chunk K/V builds the
+`[B, F_k*T, ...]` attention keys and values.
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ class CacheBatch:
         if min(rows) < 1:
             raise ValueError(f"CacheBatch: every cache serves >= 1 rows, got {list(rows)}")
         first = caches[0]
-        if not all(c.is_open for c in caches) or any(c._open != first._open for c in caches):
+        if not all(c.is_open for c in caches) or any(c.open_span != first.open_span for c in caches):
             raise ValueError("CacheBatch: every cache must have the same chunk open (append on the beam, then fork)")
         positions = first.key_positions()
         for i, c in enumerate(caches[1:], start=1):
@@ -77,7 +84,8 @@ class CacheBatch:
             cache.write(layer, k, v)
 
     def history(self, layer: int, broadcast: bool = True) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """`[B, F_hist*T, heads, head_dim]` each member's history, expanded to its rows, stacked in row order.
+        """`[B, F_hist*T, heads, head_dim]` each member's history, repeated for its rows, stacked in row order
+        (a new tensor: the history is copied once per row, see the module docstring).
 
         ``broadcast=False`` with a single member: its one history row `[1, ...]`, shared by the whole batch."""
         if len(self.caches) == 1:
@@ -90,6 +98,18 @@ class CacheBatch:
     def commit(self) -> None:
         raise RuntimeError("CacheBatch.commit: a candidate batch is never committed; fork the survivor's beam "
                            "and commit its x0 there")
+
+    def history_read_bytes(self) -> int:
+        """Bytes of the history K and V that `history(layer, broadcast=False)` materialises for one layer of one
+        forward (transient): one row with a single member, B rows with several (0 before any write)."""
+        first = self.caches[0]
+        if first.tokens_per_frame is None or not first.num_history_frames:
+            return 0
+        frames = len(self.key_positions()) - len(self.query_positions())
+        storage = next(iter(first.tensors()))
+        rows = 1 if len(self.caches) == 1 else self.batch_size
+        per_row = frames * first.tokens_per_frame * first.num_heads * first.head_dim * storage.element_size()
+        return 2 * rows * per_row
 
     def memory_bytes(self) -> int:
         """Bytes held by the members' chunk buffers and (shared, counted once) histories."""

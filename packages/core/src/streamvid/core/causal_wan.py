@@ -37,7 +37,7 @@ from diffusers.models.transformers.transformer_wan import (
     WanTransformerBlock,
 )
 
-from streamvid.core.kv_cache import KVCache
+from streamvid.core.kv_cache import AttentionCache
 from streamvid.core.rope import apply_rotary, rotary_tables
 
 
@@ -193,7 +193,7 @@ class CausalWanModel(WanTransformer3DModel):
         *,
         text_context: TextContext | None = None,
         block_causal: BlockCausal | None = None,
-        kv_cache: KVCache | None = None,
+        kv_cache: AttentionCache | None = None,
         frame_offset: int = 0,
     ) -> Transformer2DModelOutput | tuple[torch.Tensor]:
         """Predict the flow `v = noise - x0` for a clip or a chunk.
@@ -204,8 +204,9 @@ class CausalWanModel(WanTransformer3DModel):
             encoder_hidden_states: `[B, L, text_dim]` text-encoder states; or give `text_context`.
             text_context: cross-attention K/V from `encode_text` (reused across calls).
             block_causal: chunk mask for the full-sequence training path.
-            kv_cache: streaming mode: the cache must have an open chunk of F frames (`kv_cache.append`);
-                this call writes the chunk's K/V (overwriting earlier passes) and attends to the history.
+            kv_cache: streaming mode, an `AttentionCache` (`KVCache`, or a `CacheBatch` of candidates) with an
+                open chunk of F frames (`KVCache.append`); this call writes the chunk's K/V (overwriting earlier
+                passes) and attends to the history.
             frame_offset: temporal RoPE position of the first frame (full / block-causal modes).
         Returns:
             `[B, C_out, F, H, W]` flow prediction, as the stock model.
@@ -256,12 +257,10 @@ class CausalWanModel(WanTransformer3DModel):
         if block_causal is not None:
             mask = block_causal.token_mask(post_f, tokens_per_frame, x.device)
         rope_k = rope_q
-        if kv_cache is not None:
-            rope_k = None  # computed after the first write, when the cache knows its token layout
+        if kv_cache is not None:  # key positions are frame indices, known from the open chunk before any write
+            rope_k = rotary_tables(self.rope, kv_cache.key_positions(), post_h, post_w)
 
         for layer, block in enumerate(self.blocks):
-            if kv_cache is not None and rope_k is None:
-                rope_k = rotary_tables(self.rope, kv_cache.key_positions(), post_h, post_w)
             args = (block, layer, x, text_context, modulation, rope_q, rope_k, mask, kv_cache, post_f)
             if torch.is_grad_enabled() and self.gradient_checkpointing:
                 x = self._gradient_checkpointing_func(self._block_forward, *args)
@@ -296,7 +295,7 @@ class CausalWanModel(WanTransformer3DModel):
         rope_q: tuple[torch.Tensor, torch.Tensor],
         rope_k: tuple[torch.Tensor, torch.Tensor] | None,
         mask: torch.Tensor | None,
-        kv_cache: KVCache | None,
+        kv_cache: AttentionCache | None,
         frames: int,
     ) -> torch.Tensor:
         """`WanTransformerBlock.forward` with per-frame modulation; `x` is `[B, F*T, D]`."""

@@ -12,7 +12,8 @@ The config dataclasses live in `generator_config` (cheap to import, no diffusers
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 import torch
 
@@ -21,7 +22,7 @@ from streamvid.core.checkpoints import CheckpointFormatError, CheckpointMismatch
 from streamvid.core.codecs import PixelCodec, VideoCodec
 from streamvid.core.config import ConfigError
 from streamvid.core.generator_config import DTYPES, CodecConfig, GeneratorConfig, TextEncoderConfig
-from streamvid.core.sampler import ChunkCallback, GaussianNoise, StreamingSampler
+from streamvid.core.sampler import ChunkCallback, GaussianNoise, PromptSwitch, StreamingSampler
 from streamvid.core.text import LearnedTextEncoder, TextEncoder
 from streamvid.core.text.learned import split_words
 
@@ -54,11 +55,15 @@ class VideoGenerator:
         num_frames: int | None,
         seed: int,
         callbacks: list[ChunkCallback] | None = None,
-        prompt_switches: dict[int, list[str]] | None = None,
+        prompt_switches: Sequence[PromptSwitch] = (),
     ) -> Iterator[torch.Tensor]:
-        """Yield decoded pixel chunks `[B, t, 3, H, W]` in [0, 1]; `num_frames` counts latent frames."""
+        """Yield decoded pixel chunks `[B, t, 3, H, W]` in [0, 1]; `num_frames` counts latent frames.
+
+        Each prompt switch's ``prompt`` is streamed by every row from its chunk on (encoded here unless it
+        carries its ``text``)."""
         text = self.encode_prompts(prompts)
-        switches = {k: self.encode_prompts(v) for k, v in (prompt_switches or {}).items()}
+        switches = [s if s.text is not None else replace(s, text=self.encode_prompts([s.prompt] * len(prompts)))
+                    for s in prompt_switches]
         decoder = self.codec.decode_stream()
         chunks = self.sampler.stream(
             text, self.latent_shape, num_frames, len(prompts), GaussianNoise(seed), callbacks, switches

@@ -33,6 +33,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import Protocol, runtime_checkable
 
 import torch
 
@@ -53,6 +54,8 @@ class EvictedChunk:
 
     start_frame: int
     num_frames: int
+    sink_frames: int = 0
+    """Frames in the cache's sink when the chunk leaves (before it is routed), so a router needs no cache."""
 
 
 EvictionRouter = Callable[[EvictedChunk], EvictionPolicy]
@@ -123,6 +126,32 @@ class CacheLayout:
         return self.sink_capacity + self.window_frames
 
 
+@runtime_checkable
+class AttentionCache(Protocol):
+    """What `CausalWanModel.forward` reads and writes in streaming mode, one open chunk at a time.
+
+    Implemented by `KVCache` (one stream) and `CacheBatch` (forked caches of several beams read as one batch);
+    both are checked by one contract test (tests/unit/test_attention_cache.py).
+    """
+
+    def query_positions(self) -> torch.Tensor:
+        """`[n]` RoPE positions of the open chunk's frames."""
+        ...
+
+    def key_positions(self) -> torch.Tensor:
+        """`[F_k]` RoPE positions of the readable history, then of the open chunk."""
+        ...
+
+    def write(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Store the open chunk's un-roped K/V of one layer, `[B, n*T, heads, head_dim]`."""
+        ...
+
+    def history(self, layer: int, broadcast: bool = True) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Un-roped history K/V of one layer, `[B or 1, F_hist*T, heads, head_dim]`, in `key_positions()`
+        order (one row, shared by the batch, only with ``broadcast=False``); None without readable history."""
+        ...
+
+
 class _Storage:
     """History tensors `[layers, B, slots * tokens_per_frame, heads, head_dim]`, shared copy-on-write."""
 
@@ -166,6 +195,11 @@ class KVCache:
     @property
     def is_open(self) -> bool:
         return self._open is not None
+
+    @property
+    def open_span(self) -> tuple[int, int] | None:
+        """`(start_frame, num_frames)` of the open chunk, else None."""
+        return self._open
 
     @property
     def sink_frame_indices(self) -> list[int]:
@@ -351,10 +385,6 @@ class KVCache:
             self._storage.owners.add(child)
         return child
 
-    def clear(self) -> None:
-        """Forget everything (a new video)."""
-        self.__init__(self.layout, self.num_layers, self.num_heads, self.head_dim, self.router)
-
     # ------------------------------------------------------------------ internals
     def _require_complete(self, op: str) -> None:
         if self._open is None:
@@ -430,7 +460,7 @@ class KVCache:
         Only the EMA merge writes tensor data (and so copies shared history first); drop and append_sink
         just relabel slots, which are per-cache metadata.
         """
-        chunk = EvictedChunk(self._slot_frame[slots[0]], len(slots))
+        chunk = EvictedChunk(self._slot_frame[slots[0]], len(slots), len(self._sink))
         policy = EvictionPolicy(self.router(chunk)) if self.router is not None else self.layout.policy
         if policy is EvictionPolicy.APPEND_SINK and len(self._sink) + len(slots) > self.layout.sink_capacity:
             policy = EvictionPolicy.EMA_SINK  # Stream-T1: a full sink falls back to the EMA merge

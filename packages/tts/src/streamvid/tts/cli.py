@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -29,7 +30,8 @@ from streamvid.core.cli.paths import check_output_file, write_resolved_config
 from streamvid.core.config import ConfigError, check_choice, load_config
 from streamvid.core.generator_config import GeneratorConfig
 from streamvid.core.rewards.configs import RewardSelection
-from streamvid.tts.search import SearchConfig
+from streamvid.core.sampler import PromptSwitch
+from streamvid.tts.search import SearchConfig, TreeNode
 
 PROG = "streamvid-infer-t1"
 STRATEGIES = ("stream_t1", "greedy", "best_of_n", "plain")
@@ -96,12 +98,10 @@ def resolve_config(args: argparse.Namespace) -> InferT1Config:
     chunk = cfg.generator.sampler.cache.chunk_frames
     if cfg.num_frames <= 0 or cfg.num_frames % chunk:
         raise ConfigError(f"num_frames={cfg.num_frames} must be a positive multiple of the chunk size {chunk}")
-    for k, text in cfg.prompt_switches.items():
-        if not 0 < k < cfg.num_frames // chunk:
-            raise ConfigError(f"prompt_switches.{k}: a switch must name a chunk in 1..{cfg.num_frames // chunk - 1} "
-                              f"({cfg.num_frames} frames in chunks of {chunk})")
-        if not text.strip():
-            raise ConfigError(f"prompt_switches.{k}: empty prompt")
+    for switch in PromptSwitch.from_mapping(cfg.prompt_switches):
+        problem = switch.problem(cfg.num_frames // chunk)
+        if problem is not None:
+            raise ConfigError(f"prompt_switches.{switch.chunk}: {problem} ({cfg.num_frames} frames in chunks of {chunk})")
     if cfg.budget is not None:
         from streamvid.tts.search import plan_for_budget
 
@@ -123,8 +123,8 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def draw_tree(tree: list[list[dict]], routes: dict[int, str], chunk_frames: int, path: Path,
-              switches: dict[int, str] | None = None) -> None:
+def draw_tree(tree: list[list[TreeNode]], routes: dict[int, str], chunk_frames: int, path: Path,
+              switches: Sequence[PromptSwitch] = ()) -> None:
     """PNG: one column per chunk, every candidate's fused score (survivors filled), evicted chunks' routes, and a
     dashed line before each prompt switch."""
     import matplotlib
@@ -135,13 +135,13 @@ def draw_tree(tree: list[list[dict]], routes: dict[int, str], chunk_frames: int,
     fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(tree)), 3.2))
     for k, level in enumerate(tree):
         for c in level:
-            y = c.get("fused", 0.0)
+            y = 0.0 if c.fused is None else c.fused
             y = y if y == y and abs(y) != float("inf") else 0.0
-            ax.scatter(k, y, s=40, facecolors="tab:blue" if c["kept"] else "none", edgecolors="tab:blue")
+            ax.scatter(k, y, s=40, facecolors="tab:blue" if c.kept else "none", edgecolors="tab:blue")
         route = routes.get(k * chunk_frames)
         if route:
             ax.annotate(route, (k, ax.get_ylim()[0]), fontsize=7, rotation=90, va="bottom", color="tab:red")
-    for k in sorted(switches or {}):
+    for k in sorted(s.chunk for s in switches):
         ax.axvline(k - 0.5, color="grey", linestyle="--", linewidth=0.8)
         ax.annotate("prompt switch", (k - 0.45, ax.get_ylim()[1]), fontsize=7, va="top", color="grey")
     ax.set_xlabel("chunk")
@@ -167,8 +167,8 @@ def infer(args: argparse.Namespace) -> int:
     prompts = [cfg.prompt, *cfg.prompt_switches.values()]
     gen = build_generator(cfg.generator, vocabulary=prompt_vocabulary(prompts))
     text = gen.text_encoder.encode([cfg.prompt]).embeddings.to(gen.device)
-    switches = {k: (p, gen.text_encoder.encode([p]).embeddings.to(gen.device))
-                for k, p in sorted(cfg.prompt_switches.items())}
+    switches = [replace(s, text=gen.text_encoder.encode([s.prompt]).embeddings.to(gen.device))
+                for s in PromptSwitch.from_mapping(cfg.prompt_switches)]
     chunks = cfg.num_frames // gen.sampler.chunk_frames
     total = chunks * (cfg.n if cfg.strategy == "best_of_n" else 1)
     with tqdm(total=total, desc=cfg.strategy, unit="chunk", file=sys.stderr) as bar:
@@ -197,9 +197,9 @@ def infer(args: argparse.Namespace) -> int:
                          for k, (s, lg, f) in enumerate(zip(best.short, best.long, best.fused, strict=False))],
               "routes": {str(k): v for k, v in best.routes.items()}}
     _atomic_write(files["scores"], json.dumps(scores, indent=2).encode())
-    _atomic_write(files["tree"], json.dumps({"tree": result.tree, "routes": scores["routes"],
+    _atomic_write(files["tree"], json.dumps({"tree": result.tree_dicts(), "routes": scores["routes"],
                                              "search": asdict(cfg.search)}, indent=2).encode())
-    draw_tree(result.tree, best.routes, gen.sampler.chunk_frames, files["tree_png"], cfg.prompt_switches)
+    draw_tree(result.tree, best.routes, gen.sampler.chunk_frames, files["tree_png"], switches)
     plain_nfe = chunks * (len(gen.sampler.schedule) + 1)
     ledger = result.ledger.to_dict() | {"plain_nfe": plain_nfe, "cost_multiple": round(result.ledger.nfe / plain_nfe, 3)}
     _atomic_write(files["ledger"], json.dumps(ledger, indent=2).encode())

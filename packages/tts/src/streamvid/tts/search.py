@@ -15,26 +15,40 @@ no noise propagation and no memory routing; best-of-N (`best_of_n`) streams N wh
 reward pick.
 
 The candidates of a chunk run as one batch (``batched``, default): the beams that hold their history at the
-same key positions form one `candidate_batch` (each beam's history held once, read by all its children), so a
+same key positions form one `CandidateBatch` (each beam's history stored once, read by all its children), so a
 chunk costs ``steps`` batched forwards per group instead of ``steps`` per candidate. ``batched = False`` runs
 one forked session per candidate instead; both give the same candidates (each draws from its own seed), up to
 the float re-association of batched kernels.
 
-A multi-segment video (``prompt_switches``) switches every beam's prompt at the given chunks; the rewards score
-each chunk against its own segment's prompt.
+A multi-segment video (``prompt_switches``, a list of `PromptSwitch`) switches every beam's prompt at the given
+chunks; the rewards score each chunk against its own segment's prompt.
+
+Wiring: each beam's eviction router (its memory flags, B.6) is given to its session through the sampler's
+``router`` argument (`StreamSession.fork(router=...)`) and holds only the beam's flag and route tables; the
+NFE ledger reads the forwards each session reports (`StreamSession.nfe`), so no model hook is needed.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
+from streamvid.core.codecs.base import VideoCodec
 from streamvid.core.config import ConfigError, check_choice
 from streamvid.core.kv_cache import EvictedChunk, EvictionPolicy
-from streamvid.core.sampler import GaussianNoise, StreamingSampler, StreamSession, candidate_batch
+from streamvid.core.rewards.base import RewardModel
+from streamvid.core.sampler import (
+    CandidateBatch,
+    GaussianNoise,
+    NoiseSource,
+    PromptSwitch,
+    StreamingSampler,
+    StreamSession,
+)
 from streamvid.tts.ledger import BudgetLedger
 from streamvid.tts.stream_t1_rules import (
     child_seed,
@@ -47,9 +61,11 @@ from streamvid.tts.stream_t1_rules import (
 
 __all__ = [
     "Beam",
+    "PromptSwitch",
     "SearchConfig",
     "SearchError",
     "SearchResult",
+    "TreeNode",
     "best_of_n",
     "chunk_search",
     "greedy_config",
@@ -96,7 +112,7 @@ class SearchConfig:
     """Reproduce the released code's quirks (child 0 reuses its parent's seed, all-history short average)."""
     batched: bool = True
     """Denoise the candidates of a chunk as one batch per group of beams with the same cache layout
-    (`candidate_batch`); false: one forked session after another (same results up to float re-association)."""
+    (`CandidateBatch`); false: one forked session after another (same results up to float re-association)."""
     seed: int = 42
 
     def __post_init__(self) -> None:
@@ -134,39 +150,72 @@ class Beam:
 
 
 @dataclass
+class TreeNode:
+    """One candidate of one chunk in the search tree. The scores are None when the pool was not scored (nothing
+    to choose and no memory routing); ``ok`` is False when its reward failed (it was dropped)."""
+
+    candidate: int  # index in the chunk's pool
+    parent: int  # index of its beam among the beams entering the chunk
+    seed: int
+    short: float | None = None
+    long: float | None = None
+    fused: float | None = None
+    ok: bool | None = None
+    kept: bool = False
+
+    def to_dict(self) -> dict:
+        """The JSON form (``<stem>.tree.json``): the fields that are set."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
 class SearchResult:
     best: Beam
     beams: list[Beam]
     ledger: BudgetLedger
-    tree: list[list[dict]]
-    """Per chunk, every candidate: seed, parent beam, scores, kept."""
+    tree: list[list[TreeNode]]
+    """Per chunk, every candidate."""
+
+    def tree_dicts(self) -> list[list[dict]]:
+        return [[node.to_dict() for node in level] for level in self.tree]
 
 
+@dataclass(frozen=True, eq=False)
 class _Router:
-    """The eviction router of one beam's cache: its stored flags decide each evicted chunk's route."""
+    """The eviction router of one beam: its stored flags decide each evicted chunk's route (B.6; no flags:
+    drop), recorded in ``routes``. It holds the beam's flag and route tables, not the beam (no reference cycle)."""
 
-    def __init__(self, beam: Beam, max_sink: int, chunk_frames: int, fallback: EvictionPolicy):
-        self.beam, self.max_sink, self.chunk, self.fallback = beam, max_sink, chunk_frames, fallback
+    flags: dict[int, dict[str, bool]]
+    routes: dict[int, str]
+    max_sink: int
+    chunk: int
 
     def __call__(self, evicted: EvictedChunk) -> EvictionPolicy:
-        sink = len(self.beam.session.cache.sink_frame_indices)
-        flags = self.beam.flags.get(evicted.start_frame)
-        route = memory_route(flags, sink, self.max_sink, self.chunk) if flags is not None else self.fallback
-        self.beam.routes[evicted.start_frame] = route.value
+        route = memory_route(self.flags.get(evicted.start_frame), evicted.sink_frames, self.max_sink, self.chunk)
+        self.routes[evicted.start_frame] = route.value
         return route
 
 
 @dataclass
 class _Candidate:
-    """One child of a chunk: its beam, seed, initial noise z and final x0 ``[1, n, C, h, w]``; ``session`` is its
-    own fork (sequential) or None (batched: ``noise`` is its row's noise stream, continued by its commit fork)."""
+    """One child of a chunk: its beam, seed, initial noise z, final x0 ``[1, n, C, h, w]`` and its noise stream
+    (a survivor's commit continues it on a fork of its beam)."""
 
     beam: int
     seed: int
     z: torch.Tensor
     x0: torch.Tensor
-    session: StreamSession | None = None
-    noise: GaussianNoise | None = None
+    noise: NoiseSource
+
+
+@dataclass
+class _PoolScores:
+    """The scores of one chunk's pool (B.5), each ``[N]`` float64; ``fused`` is -inf where ``ok`` is False."""
+
+    short: torch.Tensor
+    long: torch.Tensor
+    fused: torch.Tensor
+    ok: torch.Tensor
 
 
 def _propagate(beams: list[Beam], rows: list[int], eps: torch.Tensor, cfg: SearchConfig) -> torch.Tensor:
@@ -178,6 +227,17 @@ def _propagate(beams: list[Beam], rows: list[int], eps: torch.Tensor, cfg: Searc
     return torch.cat(out)
 
 
+def _run_steps(steps: StreamSession | CandidateBatch, rows: list[int], beams: list[Beam], cfg: SearchConfig,
+               ledger: BudgetLedger) -> tuple[torch.Tensor, torch.Tensor]:
+    """Propagated initial noise z and the few-step denoising of the open chunk from it, ``[B, n, C, h, w]``
+    each; the forwards the session reports count as ``denoise`` NFE."""
+    with ledger.timed("denoise"):
+        z = _propagate(beams, rows, steps.initial_noise(), cfg)
+        x0 = steps.denoise_from(z)
+    ledger.forward("denoise", steps.nfe["denoise"])
+    return z, x0
+
+
 def _denoise_sequential(beams: list[Beam], seeds: list[list[int]], cfg: SearchConfig,
                         ledger: BudgetLedger) -> list[_Candidate]:
     """Each candidate on its own fork of its beam (the chunk is open on every beam), one after another."""
@@ -185,68 +245,55 @@ def _denoise_sequential(beams: list[Beam], seeds: list[list[int]], cfg: SearchCo
     for b, beam in enumerate(beams):
         for seed in seeds[b]:
             child = beam.session.fork(seed=seed)
-            with ledger.timed("denoise"):
-                z = _propagate(beams, [b], child.initial_noise(), cfg)
-                x0 = _run_steps(child, z, ledger)
-            out.append(_Candidate(b, seed, z, x0, session=child))
+            z, x0 = _run_steps(child, [b], beams, cfg, ledger)
+            out.append(_Candidate(b, seed, z, x0, child.noise))
     return out
 
 
 def _denoise_batched(beams: list[Beam], seeds: list[list[int]], cfg: SearchConfig,
                      ledger: BudgetLedger) -> list[_Candidate]:
-    """All candidates of beams that share a cache layout (key positions) as one batch (`candidate_batch`)."""
+    """All candidates of beams that share a cache layout (key positions) as one `CandidateBatch`."""
     groups: dict[tuple[int, ...], list[int]] = {}
     for b, beam in enumerate(beams):
         groups.setdefault(tuple(beam.session.cache.key_positions().tolist()), []).append(b)
     out: dict[int, list[_Candidate]] = {}
     for members in groups.values():
-        batch = candidate_batch([beams[b].session for b in members], [seeds[b] for b in members])
+        batch = CandidateBatch([beams[b].session for b in members], [seeds[b] for b in members])
         rows = [b for b in members for _ in seeds[b]]
-        with ledger.timed("denoise"):
-            z = _propagate(beams, rows, batch.initial_noise(), cfg)
-            x0 = _run_steps(batch, z, ledger)
+        z, x0 = _run_steps(batch, rows, beams, cfg, ledger)
         flat = [(b, seed) for b in members for seed in seeds[b]]
         for r, (b, seed) in enumerate(flat):
-            out.setdefault(b, []).append(_Candidate(b, seed, z[r:r + 1], x0[r:r + 1], noise=batch.noise.sources[r]))
+            out.setdefault(b, []).append(_Candidate(b, seed, z[r:r + 1], x0[r:r + 1], batch.row_noise(r)))
     return [c for b in range(len(beams)) for c in out[b]]  # beam order, as the sequential path
 
 
-def _run_steps(session: StreamSession, z: torch.Tensor, ledger: BudgetLedger) -> torch.Tensor:
-    """The few-step denoising of the open chunk from z ``[B, n, C, h, w]``; one NFE per row per step."""
-    x0 = session.denoise_from(z)
-    ledger.forward("denoise", z.shape[0] * session.num_steps)
-    return x0
-
-
-def _segments(prompt: str, text: torch.Tensor, switches, chunks: int) -> dict[int, tuple[str, torch.Tensor]]:
-    """Chunk index -> (prompt, text states) of each segment; chunk 0 is the initial prompt."""
-    out = {0: (prompt, text)}
-    for k, (p, t) in sorted((switches or {}).items()):
-        if not 0 < k < chunks:
-            raise ValueError(f"prompt switch at chunk {k}: must lie in 1..{chunks - 1}")
-        if not p.strip():
-            raise ValueError(f"prompt switch at chunk {k}: empty prompt")
-        out[k] = (p, t)
-    return out
+def _segments(prompt: str, text: torch.Tensor, switches: Sequence[PromptSwitch], chunks: int) -> list[PromptSwitch]:
+    """The prompt segments in chunk order: chunk 0's prompt, then the switches (checked, each with its text)."""
+    for s in switches:
+        problem = s.problem(chunks)
+        if problem is None and s.text is None:
+            problem = "no text states (encode the prompt first)"
+        if problem is not None:
+            raise ValueError(f"prompt switch at chunk {s.chunk}: {problem}")
+    return [PromptSwitch(0, prompt, text), *sorted(switches, key=lambda s: s.chunk)]
 
 
 def _switch_prompt(beams: list[Beam], sampler: StreamingSampler, text: torch.Tensor, ledger: BudgetLedger) -> None:
     """Every beam streams the new prompt from here (one shared `TextContext`, so beams still batch together);
-    the history re-encode (LongLive's KV re-cache, when configured) counts as ``recache`` forwards."""
+    the history re-encode (LongLive's KV re-cache, when configured) counts as ``recache`` forwards, as the
+    sessions report them."""
     ctx = sampler.model.encode_text(text, grad=False)
-    calls = []
-    handle = sampler.model.register_forward_pre_hook(lambda *_: calls.append(1))
-    try:
-        with ledger.timed("recache"):
-            for beam in beams:
-                beam.session.switch_prompt(ctx)
-    finally:
-        handle.remove()
+    before = sum(beam.session.nfe["recache"] for beam in beams)
+    with ledger.timed("recache"):
+        for beam in beams:
+            beam.session.switch_prompt(ctx)
+    calls = sum(beam.session.nfe["recache"] for beam in beams) - before
     if calls:
-        ledger.forward("recache", len(calls))
+        ledger.forward("recache", calls)
 
 
-def _score(reward, pixels: torch.Tensor, prompts: list[str], ledger: BudgetLedger, name: str) -> torch.Tensor:
+def _score(reward: RewardModel, pixels: torch.Tensor, prompts: list[str], ledger: BudgetLedger,
+           name: str) -> torch.Tensor:
     """``reward.score`` of ``pixels [N, T, 3, H, W]``; NaN where the reward fails (the candidate is dropped)."""
     with ledger.timed("reward"), torch.no_grad():
         try:
@@ -259,18 +306,37 @@ def _score(reward, pixels: torch.Tensor, prompts: list[str], ledger: BudgetLedge
     return out
 
 
-def _decode(codec, latents: torch.Tensor, ledger: BudgetLedger) -> torch.Tensor:
+def _decode(codec: VideoCodec, latents: torch.Tensor, ledger: BudgetLedger) -> torch.Tensor:
     with ledger.timed("decode"), torch.no_grad():
         pixels = codec.decode(latents).clamp(0, 1)
     ledger.decode(latents.shape[0])
     return pixels
 
 
-def _attach_router(beam: Beam, sampler: StreamingSampler, cfg: SearchConfig) -> None:
-    layout = sampler.layout
-    if cfg.memory_sinking:
-        max_sink = layout.max_sink_frames if layout.max_sink_frames is not None else layout.sink_frames
-        beam.session.cache.router = _Router(beam, max_sink, layout.chunk_frames, EvictionPolicy.DROP)
+def _score_pool(candidates: list[_Candidate], beams: list[Beam], prompt: str, segment_start: int, alpha: float,
+                short_reward: RewardModel, reward: RewardModel, codec: VideoCodec, cfg: SearchConfig,
+                ledger: BudgetLedger) -> _PoolScores:
+    """B.5: the short-term score of each new chunk, the long-term score of the last ``window`` chunks of its
+    segment (the new one included), fused with ``alpha``."""
+    prompts = [prompt] * len(candidates)
+    chunk_lat = torch.cat([c.x0 for c in candidates])  # [N, n, C, h, w]
+    short = _score(short_reward, _decode(codec, chunk_lat, ledger), prompts, ledger, "short")
+    if cfg.long_term:
+        windows = []
+        for c in candidates:
+            in_segment = beams[c.beam].latents[segment_start:]
+            history = in_segment[-(cfg.window - 1):] if cfg.window > 1 else []
+            windows.append(torch.cat([*history, c.x0], dim=1))
+        frames = min(w.shape[1] for w in windows)
+        long_lat = torch.cat([w[:, -frames:] for w in windows])
+        long = _score(reward, _decode(codec, long_lat, ledger), prompts, ledger, "long")
+    else:
+        long, alpha = torch.zeros_like(short), 1.0
+    ok = torch.isfinite(short) & torch.isfinite(long)
+    fused = torch.full_like(short, -math.inf)
+    if bool(ok.any()):
+        fused[ok] = fuse_scores(short[ok], long[ok], alpha, cfg.normalise_scores)
+    return _PoolScores(short, long, fused, ok)
 
 
 @torch.no_grad()
@@ -280,14 +346,15 @@ def chunk_search(
     prompt: str,
     latent_shape: tuple[int, int, int],
     num_frames: int,
-    reward,
-    codec,
+    reward: RewardModel,
+    codec: VideoCodec,
     cfg: SearchConfig | None = None,
-    short_reward=None,
-    final_reward=None,
+    *,
+    short_reward: RewardModel | None = None,
+    final_reward: RewardModel | None = None,
     ledger: BudgetLedger | None = None,
-    on_chunk=None,
-    prompt_switches: dict[int, tuple[str, torch.Tensor]] | None = None,
+    on_chunk: Callable[[int], None] | None = None,
+    prompt_switches: Sequence[PromptSwitch] = (),
 ) -> SearchResult:
     """Stream-T1 search for one prompt (see the module docstring).
 
@@ -295,131 +362,132 @@ def chunk_search(
         sampler: the student's few-step sampler (its cache layout sets window, sink and max sink).
         text: text-encoder states ``[1, L, D]``; prompt: the prompt string (for the rewards).
         latent_shape: ``(C, h, w)``; num_frames: latent frames (a multiple of the chunk size).
-        reward: the long-term reward (a `RewardModel`); ``short_reward`` (default: the same) scores the new
-            chunk, ``final_reward`` (default: the same) picks among the final beams.
+        reward: the long-term reward; ``short_reward`` (default: the same) scores the new chunk,
+            ``final_reward`` (default: the same) picks among the final beams.
         codec: latents -> pixels in [0, 1] (`decode`).
         cfg: the search settings (default: Stream-T1's shipped values).
+        ledger: the budget ledger to spend through (default: a new one).
         on_chunk: called with the chunk index after each chunk (a progress bar).
-        prompt_switches: chunk index -> (prompt, text states ``[1, L, D]``) used from that chunk on (a
-            multi-segment video). Every beam switches (re-encoding its history when the sampler is configured
-            to); rewards score each chunk against its segment's prompt, the long-term window and the drop test
-            of B.6 stay inside the current segment, and the final pick averages the video reward over the
-            segments, each against its own prompt.
+        prompt_switches: the prompts streamed from their chunks on, each with its text-encoder states
+            ``[1, L, D]`` (a multi-segment video). Every beam switches (re-encoding its history when the sampler
+            is configured to); rewards score each chunk against its segment's prompt, the long-term window and
+            the drop test of B.6 stay inside the current segment, and the final pick averages the video reward
+            over the segments, each against its own prompt.
     Returns:
         `SearchResult` with the chosen beam, all final beams, the ledger and the search tree.
     Raises:
         SearchError: every candidate of a chunk failed to score (``partial``: the beams so far).
     """
+    # 1. Check the inputs; defaults
     cfg = cfg or SearchConfig()
     chunk = sampler.chunk_frames
     if num_frames % chunk:
         raise ValueError(f"num_frames={num_frames} is not a multiple of the chunk size {chunk}")
+    num_chunks = num_frames // chunk
     short_reward, final_reward = short_reward or reward, final_reward or reward
     ledger = ledger or BudgetLedger()
-    segments = _segments(prompt, text, prompt_switches, num_frames // chunk)
+    segments = _segments(prompt, text, prompt_switches, num_chunks)
+    switch_at = {s.chunk: s for s in segments[1:]}
+    max_sink = sampler.layout.sink_capacity
+
+    # 2. The root beam: one stream of the first prompt
     root = sampler.session(sampler.model.encode_text(text, grad=False), latent_shape, 1, GaussianNoise(cfg.seed))
     beams: list[Beam] = [Beam(root, seed=cfg.seed)]
-    tree: list[list[dict]] = []
+    tree: list[list[TreeNode]] = []
     segment_start = 0  # first chunk of the current prompt's segment (the long-term window stays inside it)
-    for k in range(num_frames // chunk):
+
+    for k in range(num_chunks):
         start = k * chunk
-        if k in segments and k > 0:
-            prompt, segment_start = segments[k][0], k
-            _switch_prompt(beams, sampler, segments[k][1], ledger)
+        # 3. A new segment: every beam switches prompt (and re-encodes its history when configured)
+        if k in switch_at:
+            prompt, segment_start = switch_at[k].prompt, k
+            _switch_prompt(beams, sampler, switch_at[k].text, ledger)
+
+        # 4. Open the chunk on every beam (an eviction, routed by the beam's flags, happens once per beam)
         for beam in beams:
-            beam.session.open_chunk()  # eviction (routed by this beam's flags) happens once per beam
+            beam.session.open_chunk()
+
+        # 5. Denoise every candidate from its propagated noise (B.2, B.3), batched or one by one
         n_children = cfg.first_candidates if k == 0 else cfg.children
         seeds = [[child_seed(cfg.seed, k, b, i, beam.seed, cfg.reference_compat) for i in range(n_children)]
                  for b, beam in enumerate(beams)]
-        run = _denoise_batched if cfg.batched else _denoise_sequential
-        candidates = run(beams, seeds, cfg, ledger)
-        # ---- scores of the pool (B.5); a pool with nothing to choose and no memory routing is not scored
+        denoise = _denoise_batched if cfg.batched else _denoise_sequential
+        candidates = denoise(beams, seeds, cfg, ledger)
+
+        # 6. A pool with nothing to choose and no memory routing is not scored: every candidate commits
         if len(candidates) <= cfg.top_k and not cfg.memory_sinking:
-            tree.append([{"candidate": i, "parent": c.beam, "seed": c.seed, "kept": True}
-                         for i, c in enumerate(candidates)])
+            tree.append([TreeNode(i, c.beam, c.seed, kept=True) for i, c in enumerate(candidates)])
             beams = [_commit(beams[c.beam], c, ledger) for c in candidates]
             if on_chunk is not None:
                 on_chunk(k)
             continue
-        chunk_lat = torch.cat([c.x0 for c in candidates])  # [N, n, C, h, w]
-        short = _score(short_reward, _decode(codec, chunk_lat, ledger), [prompt] * len(candidates), ledger, "short")
-        if cfg.long_term:
-            windows = []
-            for c in candidates:
-                in_segment = beams[c.beam].latents[segment_start:]
-                history = in_segment[-(cfg.window - 1):] if cfg.window > 1 else []
-                windows.append(torch.cat([*history, c.x0], dim=1))
-            frames = min(w.shape[1] for w in windows)
-            long_lat = torch.cat([w[:, -frames:] for w in windows])
-            long = _score(reward, _decode(codec, long_lat, ledger), [prompt] * len(candidates), ledger, "long")
-            alpha = fusion_alpha(start, num_frames, chunk, cfg.alpha_max)
-        else:
-            long, alpha = torch.zeros_like(short), 1.0
-        ok = torch.isfinite(short) & torch.isfinite(long)
-        if not bool(ok.any()):
+
+        # 7. Score the pool: short-term, long-term, fused (B.5)
+        alpha = fusion_alpha(start, num_frames, chunk, cfg.alpha_max)
+        pool = _score_pool(candidates, beams, prompt, segment_start, alpha, short_reward, reward, codec, cfg, ledger)
+        if not bool(pool.ok.any()):
             raise SearchError(f"chunk {k}: every candidate's reward failed (non-finite or raised); "
                               f"kept the {start} latent frames produced so far", beams)
-        fused = torch.full_like(short, -math.inf)
-        fused[ok] = fuse_scores(short[ok], long[ok], alpha, cfg.normalise_scores)
-        keep = torch.argsort(fused, descending=True)[: min(cfg.top_k, int(ok.sum()))].tolist()
-        # ---- survivors commit; their flags route later evictions (B.6)
-        new_beams, level = [], []
-        for idx, c in enumerate(candidates):
-            kept = idx in keep
-            level.append({"candidate": idx, "parent": c.beam, "seed": c.seed, "short": float(short[idx]),
-                          "long": float(long[idx]), "fused": float(fused[idx]), "ok": bool(ok[idx]), "kept": kept})
-            if not kept:
-                if c.session is not None:
-                    c.session.discard()
-                continue
-            parent = beams[c.beam]
-            beam = _commit(parent, c, ledger)
-            beam.short, beam.long = [*parent.short, float(short[idx])], [*parent.long, float(long[idx])]
-            beam.fused = [*parent.fused, float(fused[idx])]
-            # a new segment starts its long-term history afresh (the drop test compares within one prompt)
-            prev_long = parent.long[-1] if parent.long and k > segment_start else None
-            beam.flags[start] = memory_flags(
-                float(short[idx]), parent.short[segment_start:], prev_long, float(long[idx]),
-                cfg.tau_short, cfg.tau_long, cfg.window, cfg.reference_compat)
-            _attach_router(beam, sampler, cfg)
-            new_beams.append((keep.index(idx), beam))
-        ok_count = int((~ok).sum())
-        if ok_count:
-            ledger.reward("dropped_candidates", ok_count)
-        beams = [beam for _, beam in sorted(new_beams, key=lambda t: t[0])]
-        tree.append(level)
+        keep = torch.argsort(pool.fused, descending=True)[: min(cfg.top_k, int(pool.ok.sum()))].tolist()
+        tree.append([TreeNode(i, c.beam, c.seed, float(pool.short[i]), float(pool.long[i]), float(pool.fused[i]),
+                              bool(pool.ok[i]), i in keep) for i, c in enumerate(candidates)])
+        dropped = int((~pool.ok).sum())
+        if dropped:
+            ledger.reward("dropped_candidates", dropped)
+
+        # 8. The top-k commit, best first, with their memory flags (B.6) routing the chunks that later leave
+        beams = [_survive(beams[candidates[i].beam], candidates[i], pool, i, start, segment_start, k, max_sink,
+                          chunk, cfg, ledger) for i in keep]
         if on_chunk is not None:
             on_chunk(k)
-    # ---- final pick by the video reward (nothing to pick from one beam)
+
+    # 9. The final pick by the video reward (nothing to pick from one beam)
     if len(beams) == 1:
         return SearchResult(beams[0], beams, ledger, tree)
     return SearchResult(_pick(beams, segments, chunk, final_reward, codec, ledger), beams, ledger, tree)
 
 
-def _pick(beams: list[Beam], segments: dict[int, tuple[str, torch.Tensor]], chunk: int, reward, codec,
+def _survive(parent: Beam, c: _Candidate, pool: _PoolScores, i: int, start: int, segment_start: int, k: int,
+             max_sink: int, chunk: int, cfg: SearchConfig, ledger: BudgetLedger) -> Beam:
+    """Candidate ``i`` survives: its memory flags (B.6), its router, its commit, its score history."""
+    short, long = float(pool.short[i]), float(pool.long[i])
+    # a new segment starts its long-term history afresh (the drop test compares within one prompt)
+    prev_long = parent.long[-1] if parent.long and k > segment_start else None
+    flags = {**parent.flags, start: memory_flags(short, parent.short[segment_start:], prev_long, long,
+                                                 cfg.tau_short, cfg.tau_long, cfg.window, cfg.reference_compat)}
+    beam = _commit(parent, c, ledger, flags, max_sink if cfg.memory_sinking else None, chunk)
+    beam.short, beam.long, beam.fused = [*parent.short, short], [*parent.long, long], [*parent.fused, float(pool.fused[i])]
+    return beam
+
+
+def _pick(beams: list[Beam], segments: list[PromptSwitch], chunk: int, reward: RewardModel, codec: VideoCodec,
           ledger: BudgetLedger) -> Beam:
     """The final pick: the video reward of each beam (the mean over prompt segments, each scored against its
     own prompt), stored in ``Beam.final``; the best finite one wins."""
-    starts = sorted(segments)
     total = torch.zeros(len(beams), dtype=torch.float64)
-    for i, k in enumerate(starts):
-        end = starts[i + 1] if i + 1 < len(starts) else None
-        videos = torch.cat([beam.video_latents()[:, k * chunk: None if end is None else end * chunk] for beam in beams])
-        total += _score(reward, _decode(codec, videos, ledger), [segments[k][0]] * len(beams), ledger, "final")
-    for beam, score in zip(beams, (total / len(starts)).tolist(), strict=True):
+    for i, segment in enumerate(segments):
+        end = segments[i + 1].chunk * chunk if i + 1 < len(segments) else None
+        videos = torch.cat([beam.video_latents()[:, segment.chunk * chunk: end] for beam in beams])
+        total += _score(reward, _decode(codec, videos, ledger), [segment.prompt] * len(beams), ledger, "final")
+    for beam, score in zip(beams, (total / len(segments)).tolist(), strict=True):
         beam.final = score
     return max(beams, key=lambda bm: bm.final if math.isfinite(bm.final) else -math.inf)
 
 
-def _commit(parent: Beam, c: _Candidate, ledger: BudgetLedger) -> Beam:
-    """The commit pass of a surviving candidate on its own session (a fork of its beam for batched candidates,
-    continuing that candidate's noise stream); the new beam inherits the parent's scores, flags and routes."""
+def _commit(parent: Beam, c: _Candidate, ledger: BudgetLedger, flags: dict[int, dict[str, bool]] | None = None,
+            max_sink: int | None = None, chunk: int = 0) -> Beam:
+    """The commit pass of a surviving candidate on a fork of its beam that continues the candidate's noise
+    stream; the new beam inherits the parent's scores, flags (or ``flags``) and routes. With ``max_sink`` the
+    fork's evictions are routed by the new beam's flags (`_Router`); else by the parent's router."""
+    flags = dict(parent.flags) if flags is None else flags
+    routes = dict(parent.routes)
+    router = _Router(flags, routes, max_sink, chunk) if max_sink is not None else None
     with ledger.timed("commit"):
-        session = c.session if c.session is not None else parent.session.fork(noise=c.noise)
+        session = parent.session.fork(noise=c.noise, router=router)
         session.commit(c.x0, initial_noise=c.z)
-    ledger.forward("commit")
+    ledger.forward("commit", session.nfe["commit"])
     return Beam(session, [*parent.latents, c.x0], c.seed, c.z, list(parent.short), list(parent.long),
-                list(parent.fused), dict(parent.flags), dict(parent.routes))
+                list(parent.fused), flags, routes)
 
 
 def plain_config(seed: int = 42) -> SearchConfig:
@@ -435,9 +503,10 @@ def greedy_config(n: int, seed: int = 42) -> SearchConfig:
 
 
 @torch.no_grad()
-def best_of_n(sampler, text, prompt, latent_shape, num_frames, reward, codec, n: int, seed: int = 42,
-              ledger: BudgetLedger | None = None, on_chunk=None,
-              prompt_switches: dict[int, tuple[str, torch.Tensor]] | None = None) -> SearchResult:
+def best_of_n(sampler: StreamingSampler, text: torch.Tensor, prompt: str, latent_shape: tuple[int, int, int],
+              num_frames: int, reward: RewardModel, codec: VideoCodec, n: int, seed: int = 42, *,
+              ledger: BudgetLedger | None = None, on_chunk: Callable[[int], None] | None = None,
+              prompt_switches: Sequence[PromptSwitch] = ()) -> SearchResult:
     """N whole videos streamed independently (seeds seed + 1000 i), the video reward picks one (per segment
     against its own prompt, averaged, as `chunk_search`'s final pick)."""
     ledger = ledger or BudgetLedger()
