@@ -42,7 +42,7 @@ made on any time: the targets are reported next to the measured ratios.
 2. **Optimizer-state bytes per rank** and 3. **steps per second** (``--parts runs``): three short real
    trainings through the same code as ``streamvid-train r1`` (`r1_stage.run_r1`, launched as a subprocess of
    this script; Lightning re-launches the script for the second DeepSpeed rank), with a Lightning callback
-   added to the trainer (``build_trainer`` wrapped) that records ``time.perf_counter()`` after every optimiser
+   passed to the stage (``run_r1(cfg, callbacks=[probe])``) that records ``time.perf_counter()`` after every optimiser
    step and, at the end of training, the AdamW state each rank holds:
 
    * ``plain``: one process, no DeepSpeed, batch 4;
@@ -87,6 +87,8 @@ from pathlib import Path
 
 import torch
 
+from streamvid.distill.bench_stats import exit_steps, steps_per_second, tensor_bytes, ttur_cycle_ratio
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = "configs/train/shapes_r1.yaml"
 WIDE = {"num_attention_heads": 6, "attention_head_dim": 64, "ffn_dim": 1536, "num_layers": 8}
@@ -98,34 +100,6 @@ RUNS = {  # name -> overrides of the shapes config (batch per process keeps 4 ro
     "plain_bf16": ["trainer.batch_size=4", "trainer.precision=bf16-mixed"],
 }
 TARGETS = {"generator_step_r1_over_plain": 1.3, "zero2_2proc_optimizer_state_over_plain": 0.6}
-
-
-# ------------------------------------------------------------------------------------------------ pure helpers
-def steps_per_second(times: dict[int, float], first: int, last: int) -> float:
-    """(last - first) / (times[last] - times[first]); ``times[k]``: wall clock when optimiser step k-1 ended
-    (``global_step`` == k). Raises KeyError when a step is missing, ValueError on a non-positive window."""
-    if last <= first:
-        raise ValueError(f"need last > first, got {first}..{last}")
-    span = times[last] - times[first]
-    if span <= 0:
-        raise ValueError(f"non-positive time span {span} between steps {first} and {last}")
-    return (last - first) / span
-
-
-def tensor_bytes(tensors) -> int:
-    """Bytes of the given tensors (numel x element size); non-tensors are ignored."""
-    return sum(t.numel() * t.element_size() for t in tensors if torch.is_tensor(t))
-
-
-def ttur_cycle_ratio(gen_r1: float, gen_plain: float, critic: float, ratio: int = 5) -> float:
-    """(gen_R1 + ratio critic) / (gen_plain + ratio critic): one TTUR cycle is one generator step plus
-    ``ratio`` critic steps (the generator's optimiser step holds a critic micro-step too)."""
-    return (gen_r1 + ratio * critic) / (gen_plain + ratio * critic)
-
-
-def exit_steps(draws: int, num_steps: int) -> list[int]:
-    """Exit step of each draw: 0, 1, ..., num_steps - 1, 0, ... (every rollout length equally often)."""
-    return [d % num_steps for d in range(draws)]
 
 
 def _median(xs: list[float]) -> float:
@@ -152,15 +126,15 @@ def _autocast(precision: str):
 
 
 def _pieces(module, x, prompts, precision: str, reps: int) -> dict[str, float]:
-    """Median seconds of the pieces of `DMDModule.reward_weights` on one rollout (the module's own calls)."""
+    """Median seconds of the pieces of `DMDModule.reward_weights` on one rollout (the module's own calls; the
+    weights through copies of its `StreamR1Weighting`, so its balance-penalty state is not advanced)."""
     from streamvid.core.rewards.saliency import saliency
-    from streamvid.distill import stream_r1_weights as srw
-    from streamvid.distill.dmd_config import AXIS_OF
+    from streamvid.distill.stream_r1_inter import normalise_rewards
+    from streamvid.distill.stream_r1_weighting import StreamR1Weighting
 
     r1, reward, codec = module.cfg.stream_r1, module._reward[0], module._codec[0]
-    axes_wanted = [AXIS_OF[m] for m in r1.spatial_reward_metrics]
-    norm = {k: tuple(v) for k, v in r1.reward_norm.items()} if r1.reward_norm else None
-    _, f, _, h, wd = x.shape
+    inter_only = StreamR1Weighting(dataclasses.replace(r1, spatial_reward=False))
+    inter_only.load_state_dict(module.weighting.state_dict())
     state: dict = {}
 
     def decode():
@@ -169,44 +143,29 @@ def _pieces(module, x, prompts, precision: str, reps: int) -> dict[str, float]:
     def reward_forward():
         with torch.no_grad():
             out = reward(state["pixels"], prompts)
-        state["axes"] = {k: v.detach().double().cpu() for k, v in out.axes.items()}
+        state["axes"] = {k: v.detach() for k, v in out.axes.items()}
 
     def saliency_forward():  # the grad-enabled forward saliency runs before its autograd.grad calls
         with torch.enable_grad():
             reward(state["pixels"].detach().clone().requires_grad_(True), prompts)
 
     def saliency_all():
-        state["maps"] = saliency(reward, state["pixels"].detach(), prompts, axes_wanted)
+        state["maps"] = saliency(reward, state["pixels"].detach(), prompts, list(module.weighting.saliency_axes))
 
-    def inter():
-        r = srw.normalise_rewards(state["axes"], norm)
-        ok = torch.stack([torch.isfinite(r[a]) for a in AXIS_OF.values() if a in r]).all(0)
-        base = srw.base_reward(r, r1.reward_mode, r1.reward_dims)
-        balance = copy.deepcopy(module.balance)  # the module's own state, not advanced by this timing
-        penalty = torch.zeros_like(base)
-        for i in torch.nonzero(ok).flatten().tolist():
-            penalty[i] = balance.update(*(float(r[AXIS_OF[d]][i]) for d in ("VQ", "MQ", "TA")))
-        final = srw.final_reward(base, penalty, r1.reward_balance_lambda) if r1.uses_balance else base
-        torch.where(ok, srw.inter_weight(final, r1.beta), torch.ones_like(final)).float()
-        state["r"], state["ok"] = r, ok
+    def inter():  # normalise, base reward, balance penalty, exp (A.4-A.5)
+        out = copy.deepcopy(inter_only)(state["axes"], None, x.shape)
+        state["valid"] = out.valid
+        state["r"] = normalise_rewards({k: v.double().cpu() for k, v in state["axes"].items()}, r1.norm)
 
-    def intra():
-        s = srw.stack_saliency(state["maps"], r1.spatial_reward_metrics).double().cpu().nan_to_num(0.0)
-        rm = srw.stack_rewards(state["r"], r1.spatial_reward_metrics).nan_to_num(0.0)
-        fused = srw.fuse_saliency(s, srw.fusion_weights(rm, r1.spatial_reward_temperature),
-                                  r1.spatial_reward_combination)
-        cells = srw.pool_frames_to_latent(fused, f, h, wd, how="rms")
-        w = srw.intra_weight(cells, r1.temporal_saliency_weighting, r1.temporal_saliency_strength,
-                             r1.temporal_saliency_min_weight, r1.spatial_reward_strength,
-                             r1.spatial_reward_min_weight).unsqueeze(2)
-        torch.where(state["ok"].view(-1, 1, 1, 1, 1), w, torch.ones_like(w)).float()
+    def intra():  # stack, fusion weights, fuse, pool to the latent grid, temporal x spatial factors (A.6)
+        module.weighting.intra_weights(state["r"], state["maps"], x.shape, state["valid"])
 
     def whole():
-        balance = copy.deepcopy(module.balance)
+        weighting = copy.deepcopy(module.weighting)
         try:
-            module.reward_weights(x, prompts)
+            module.reward_weights(codec.decode(x).clamp(0, 1), prompts, x.shape)
         finally:
-            module.balance = balance
+            module.weighting = weighting
 
     order = {"decode": decode, "reward_forward": reward_forward, "saliency_total": saliency_all,
              "saliency_forward_with_grad": saliency_forward, "weights_inter": inter, "weights_intra": intra,
@@ -224,15 +183,17 @@ def _pieces(module, x, prompts, precision: str, reps: int) -> dict[str, float]:
 def bench_generator(cfg, label: str, wide: bool, draws: int, reps: int, precision: str, seed: int) -> dict:
     from streamvid.core.causal_wan import CausalWanModel
     from streamvid.distill.dmd_module import DMDModule, _gen
+    from streamvid.distill.prompts import prompt_source
     from streamvid.distill.r1_stage import build_modules
 
     student, real, critic, reward, codec, text = build_modules(cfg)
+    prompts = prompt_source(cfg)
     if wide:
         torch.manual_seed(seed)
         student = CausalWanModel(**dataclasses.replace(cfg.model, **WIDE).to_diffusers_kwargs()).float().train()
     plain_cfg = dataclasses.replace(cfg, stream_r1=dataclasses.replace(cfg.stream_r1, **PLAIN_FLAGS))
-    modules = {"stream_r1": DMDModule(student, real, critic, reward, codec, text, cfg),
-               "plain": DMDModule(student, real, critic, None, codec, text, plain_cfg)}
+    modules = {"stream_r1": DMDModule(student, real, critic, reward, codec, text, cfg, prompts),
+               "plain": DMDModule(student, real, critic, None, codec, text, plain_cfg, prompts)}
     r1 = modules["stream_r1"]
     b = cfg.trainer.batch_size
     n_params = {"student": sum(p.numel() for p in student.parameters()),
@@ -240,14 +201,14 @@ def bench_generator(cfg, label: str, wide: bool, draws: int, reps: int, precisio
                 "real": sum(p.numel() for p in real.parameters()),
                 "reward": sum(p.numel() for p in reward.parameters()) if isinstance(reward, torch.nn.Module) else None}
     steps = len(r1.sampler.schedule)
-    plan = [(r1.draw_prompts(_gen(seed, d, 1), b), e, 1000 * seed + d) for d, e in enumerate(exit_steps(draws, steps))]
+    plan = [(prompts.draw(_gen(seed, d, 1), b), e, 1000 * seed + d) for d, e in enumerate(exit_steps(draws, steps))]
 
     def gen_step(name: str, prompts, exit_step: int, noise_seed: int) -> float:
         module = modules[name]
         module.nets.zero_grad(set_to_none=True)
         start = time.perf_counter()
         with _autocast(precision):
-            loss, _ = module.generator_loss(prompts, _gen(noise_seed, 7), exit_step, noise_seed)
+            loss, _, _ = module.generator_loss(prompts, _gen(noise_seed, 7), exit_step, noise_seed)
             loss.backward()
         return time.perf_counter() - start
 
@@ -376,20 +337,11 @@ def _probe_callback(out_dir: Path):
 def worker(args, overrides: list[str]) -> int:
     """One training run (`r1_stage.run_r1`) with the probe callback; also what Lightning re-launches per rank."""
     from streamvid.core.config import load_config
-    from streamvid.distill import r1_stage
-    from streamvid.distill import trainer as trainer_mod
     from streamvid.distill.dmd_config import DMDStageConfig
+    from streamvid.distill.r1_stage import run_r1
 
-    out_dir = Path(args.worker_dir)
     cfg = load_config(REPO / CONFIG, overrides, schema=DMDStageConfig)
-    cfg = dataclasses.replace(cfg, resume="never")
-    build = trainer_mod.build_trainer
-
-    def build_with_probe(trainer_cfg, run_dir, *, callbacks=(), **kwargs):
-        return build(trainer_cfg, run_dir, callbacks=[*callbacks, _probe_callback(out_dir)], **kwargs)
-
-    trainer_mod.build_trainer = build_with_probe
-    r1_stage.run_r1(cfg)
+    run_r1(dataclasses.replace(cfg, resume="never"), callbacks=[_probe_callback(Path(args.worker_dir))])
     return 0
 
 

@@ -18,8 +18,8 @@ import torch
 
 from streamvid.core.config import load_config
 from streamvid.distill.dmd_config import DMDStageConfig
-from streamvid.distill.dmd_module import DMDModule, _gen
-from streamvid.distill.r1_stage import build_modules
+from streamvid.distill.dmd_module import _gen
+from streamvid.distill.r1_stage import build_dmd_module
 
 
 def main() -> None:
@@ -32,14 +32,14 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     cfg = load_config(Path(args.config), [], schema=DMDStageConfig)
-    module = DMDModule(*build_modules(cfg), cfg)
+    module = build_dmd_module(cfg)
     reward, codec = module._reward[0], module._codec[0]
     scores: dict[str, list[float]] = {}
     start = time.perf_counter()
     with torch.no_grad():
         for i in range(0, args.rollouts, args.batch):
             g = _gen(args.seed, i)
-            prompts = module.draw_prompts(g, min(args.batch, args.rollouts - i))
+            prompts = module.prompts.draw(g, min(args.batch, args.rollouts - i))
             x = module._rollout(prompts, module._exit_step(g), args.seed + i, grad=False)
             out = reward(codec.decode(x).clamp(0, 1), prompts)
             for axis, v in out.axes.items():

@@ -69,7 +69,7 @@ from streamvid.distill.flow_matching import (
     flow_matching_loss,
     frame_noise_levels,
 )
-from streamvid.distill.models import zero_init_wan
+from streamvid.distill.networks import zero_init_wan
 from streamvid.distill.shapes_data import REVERSE, draw_batch, make_pool
 
 REPO = Path(__file__).resolve().parents[1]

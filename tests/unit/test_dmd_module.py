@@ -18,19 +18,23 @@ CONFIG = "configs/train/shapes_r1.yaml"
 
 
 def _module(*overrides: str):
-    from streamvid.distill.dmd_module import DMDModule
-    from streamvid.distill.r1_stage import build_modules
+    from streamvid.distill.r1_stage import build_dmd_module
 
     cfg = load_config(CONFIG, ["trainer.batch_size=2", *overrides], schema=DMDStageConfig)
     torch.manual_seed(0)
-    return DMDModule(*build_modules(cfg), cfg)
+    return build_dmd_module(cfg)
+
+
+def _weights(module, x):
+    """`DMDModule.reward_weights` of a rollout ``x`` (decoded as the generator step decodes it)."""
+    return module.reward_weights(module._codec[0].decode(x).clamp(0, 1), PROMPTS, x.shape)
 
 
 def _student_grads(module, prompts, seed=3, exit_step=1):
     from streamvid.distill.dmd_module import _gen
 
     module.nets.zero_grad(set_to_none=True)
-    loss, logs = module.generator_loss(prompts, _gen(seed), exit_step, seed)
+    loss, logs, _ = module.generator_loss(prompts, _gen(seed), exit_step, seed)
     loss.backward()
     return loss.detach(), [p.grad.clone() for p in module.student.parameters() if p.grad is not None], logs
 
@@ -85,7 +89,8 @@ def test_stream_r1_with_neutral_weights_is_plain_dmd_exactly(plain):
 def test_inter_weight_is_exp_beta_r_per_sample():
     module = _module("stream_r1.spatial_reward=false", "stream_r1.reward_mode=MQ")
     x = module._rollout(PROMPTS, 3, 5, grad=False)
-    inter, intra, logs = module.reward_weights(x, PROMPTS)
+    out = _weights(module, x)
+    inter, intra, logs = out.inter, out.intra, out.logs
     with torch.no_grad():
         raw = module._reward[0](module._codec[0].decode(x).clamp(0, 1), PROMPTS).axes["motion"].double()
     mu, sd = module.cfg.stream_r1.reward_norm["motion"]
@@ -96,13 +101,20 @@ def test_inter_weight_is_exp_beta_r_per_sample():
 
 
 def test_intra_weights_are_mean_one_on_the_latent_grid_and_floored():
+    from streamvid.distill.dmd_module import _gen
+
     module = _module()
     x = module._rollout(PROMPTS, 3, 5, grad=False)
-    inter, intra, logs = module.reward_weights(x, PROMPTS)
+    out = _weights(module, x)
+    intra, logs = out.intra, out.logs
     assert intra.shape == (2, 12, 1, 16, 16)
     assert torch.allclose(intra.mean(dim=(1, 2, 3, 4)), torch.ones(2), atol=1e-4)
     assert logs["spatial_weight_min"] > 0 and math.isfinite(logs["spatial_weight_max"])
-    assert module._last_weights is not None and module._last_weights["weights"].shape == (1, 12, 16, 16)
+    # the generator step hands the first rollout's map to the samples callback (pixel codec: F == T)
+    _, _, diagnostics = module.generator_loss(PROMPTS, _gen(3), 1, 3)
+    assert diagnostics["weight_map"]["weights"].shape == (1, 12, 16, 16)
+    assert diagnostics["weight_map"]["pixels"].shape[:2] == (1, 12)
+    assert diagnostics["per_sample"]["prompt"] == PROMPTS and len(diagnostics["per_sample"]["reward_weight"]) == 2
 
 
 def test_reward_failure_and_non_finite_rewards_fall_back_to_weight_one():
@@ -118,8 +130,8 @@ def test_reward_failure_and_non_finite_rewards_fall_back_to_weight_one():
 
     module._reward = (Broken(),)
     with pytest.warns(UserWarning, match="reward failed"):
-        inter, intra, _ = module.reward_weights(x, PROMPTS)
-    assert inter is None and intra is None and module.counters["reward/failures"] == 2
+        assert _weights(module, x) is None  # no weights: plain DMD for the step
+    assert module.counters["reward/failures"] == 2
 
     class NaNForOne:
         axes, differentiable = real_reward.axes, True
@@ -131,6 +143,7 @@ def test_reward_failure_and_non_finite_rewards_fall_back_to_weight_one():
 
     module._reward = (NaNForOne(),)
     with pytest.warns(UserWarning, match="non-finite reward"):
-        inter, intra, _ = module.reward_weights(x, PROMPTS)
-    assert inter[0] == 1.0 and inter[1] != 1.0
+        out = _weights(module, x)
+    inter, intra = out.inter, out.intra
+    assert out.valid.tolist() == [False, True] and inter[0] == 1.0 and inter[1] != 1.0
     assert torch.equal(intra[0], torch.ones_like(intra[0])) and not torch.equal(intra[1], torch.ones_like(intra[1]))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from streamvid.core.world import WorldConfig, sample_attributes
-from streamvid.distill.models import load_model_dir
+from streamvid.distill.networks import load_model_dir
 from streamvid.distill.shapes_eval import evaluate_videos, sample_student, sample_teacher, seam_ratio
 
 REPO = Path(__file__).resolve().parents[2]

@@ -3,8 +3,12 @@
 * `flow_matching`: noise levels, flow-matching and flow-distillation losses, EMA;
 * `shapes_data`: the shapes-world data pool, augmentations and step-indexed batches;
 * `stage_config`: the typed configs of the stages (YAMLs in configs/train/);
-* `models`: build, check and load the networks, export them as diffusers directories;
-* `modules`: the Lightning modules; `trainer`: the one Trainer setup (`build_trainer`);
+* `networks`: build, check, load and copy the networks, export them as diffusers directories;
+* `lightning_modules`: the Lightning modules of the teacher and ODE-init stages (`dmd_module`: DMD / Stream-R1);
+  `trainer`: the one Trainer setup (`build_trainer`);
+* `stream_r1_inter`, `stream_r1_intra`: Stream-R1's weights as pure functions; `stream_r1_weighting`: their
+  composition, `StreamR1Weighting`; `prompts`: the stage's `PromptSource` s; `dmd_callbacks`: sample grids,
+  weight maps and per-sample JSONL;
 * `ode_pairs`: the teacher's ODE solutions at the student's few-step levels;
 * `stages` and `cli`: ``streamvid-train teacher | ode-pairs | student --config PATH --set key=value``.
 """

@@ -26,21 +26,16 @@ from streamvid.core.rewards.configs import RewardSelection
 from streamvid.core.sampler_config import SamplerConfig
 from streamvid.core.world import WorldConfig
 from streamvid.distill.stage_config import TrainerConfig, check_run_paths
+from streamvid.distill.stream_r1_inter import AXES, AXIS_OF, REWARD_MODES
+from streamvid.distill.stream_r1_intra import FUSIONS
 
 __all__ = [
-    "AXIS_OF",
     "DMDConfig",
     "DMDStageConfig",
     "DeepSpeedSection",
     "NetOptimConfig",
-    "REWARD_MODES",
     "StreamR1Config",
 ]
-
-AXIS_OF = {"VQ": "visual", "MQ": "motion", "TA": "text"}
-"""VideoAlign's reward dimensions -> the reward interface's axis names."""
-REWARD_MODES = ("VQ", "MQ", "TA", "Overall", "BalancedOverall")
-COMBINATIONS = ("adaptive", "mean", "max")
 
 
 @dataclass
@@ -113,7 +108,10 @@ class DMDConfig:
 
 @dataclass
 class StreamR1Config:
-    """Stream-R1's reward weights (methods.md A.4-A.6), shipped values as defaults."""
+    """Stream-R1's reward weights (methods.md A.4-A.6), shipped values as defaults.
+
+    ``reward_mode``, ``reward_dims`` and ``spatial_reward_metrics`` take the paper's axis names (VQ, MQ, TA; the
+    reference's flags, A.8); code reads them as axis names through `base_axes` and `saliency_axes`."""
 
     reward_weighting: bool = True
     """The inter-reliability weight exp(beta r_final) per sample (false: 1)."""
@@ -121,6 +119,7 @@ class StreamR1Config:
     reward_mode: str = "BalancedOverall"
     """VQ | MQ (Reward Forcing's Re-DMD) | TA | Overall | BalancedOverall (Overall minus the balance penalty)."""
     reward_dims: list[str] = field(default_factory=lambda: ["VQ", "MQ", "TA"])
+    """The axes Overall / BalancedOverall average (paper names)."""
     reward_norm: dict[str, list[float]] | None = None
     """Per axis name (visual / motion / text) [mu, sigma]: r = (raw - mu) / sigma. null: the reward's own scale
     (VideoAlign's adapter already z-normalises; the shapes rewards are in [0, 1] and set it)."""
@@ -131,6 +130,7 @@ class StreamR1Config:
     """The intra-perplexity weight map from reward saliency (false: 1)."""
     spatial_reward_method: str = "gradient"
     spatial_reward_metrics: list[str] = field(default_factory=lambda: ["MQ", "VQ", "TA"])
+    """The axes whose saliency is fused, in the order of the fusion weights (paper names)."""
     spatial_reward_combination: str = "adaptive"
     spatial_reward_temperature: float = 1.0
     spatial_reward_strength: float = 1.0
@@ -142,7 +142,7 @@ class StreamR1Config:
     def __post_init__(self) -> None:
         check_choice("stream_r1.reward_mode", self.reward_mode, REWARD_MODES)
         check_choice("stream_r1.spatial_reward_method", self.spatial_reward_method, ("gradient",))
-        check_choice("stream_r1.spatial_reward_combination", self.spatial_reward_combination, COMBINATIONS)
+        check_choice("stream_r1.spatial_reward_combination", self.spatial_reward_combination, FUSIONS)
         for key in ("reward_dims", "spatial_reward_metrics"):
             dims = list(getattr(self, key))
             bad = [d for d in dims if d not in AXIS_OF]
@@ -150,9 +150,9 @@ class StreamR1Config:
                 raise ConfigError(f"stream_r1.{key}: {dims} must be distinct names among {list(AXIS_OF)}")
         if self.reward_norm is not None:
             for axis, pair in self.reward_norm.items():
-                if axis not in AXIS_OF.values() or len(pair) != 2 or pair[1] <= 0:
+                if axis not in AXES or len(pair) != 2 or pair[1] <= 0:
                     raise ConfigError(
-                        f"stream_r1.reward_norm.{axis}: need an axis in {list(AXIS_OF.values())} with [mu, sigma > 0]"
+                        f"stream_r1.reward_norm.{axis}: need an axis in {list(AXES)} with [mu, sigma > 0]"
                     )
         if self.reward_balance_window < 4 or self.reward_balance_warmup < 0 or self.reward_balance_lambda < 0:
             raise ConfigError("stream_r1: reward_balance_window >= 4, reward_balance_warmup >= 0, lambda >= 0")
@@ -171,6 +171,23 @@ class StreamR1Config:
     @property
     def uses_balance(self) -> bool:
         return self.reward_weighting and self.reward_mode == "BalancedOverall"
+
+    @property
+    def base_axes(self) -> tuple[str, ...]:
+        """The axes whose mean is the base reward of ``reward_mode`` (A.4): one axis, or ``reward_dims``."""
+        if self.reward_mode in AXIS_OF:
+            return (AXIS_OF[self.reward_mode],)
+        return tuple(AXIS_OF[d] for d in self.reward_dims)
+
+    @property
+    def saliency_axes(self) -> tuple[str, ...]:
+        """``spatial_reward_metrics`` as axis names, in fusion order (A.6 step 3)."""
+        return tuple(AXIS_OF[d] for d in self.spatial_reward_metrics)
+
+    @property
+    def norm(self) -> dict[str, tuple[float, float]] | None:
+        """``reward_norm`` as axis -> (mu, sigma), or None (A.3.1)."""
+        return {k: tuple(v) for k, v in self.reward_norm.items()} if self.reward_norm else None
 
 
 @dataclass

@@ -14,6 +14,7 @@ their oracle reading, intra weight maps and per-sample rewards and weights (``sa
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -21,7 +22,7 @@ import torch
 from streamvid.core.cli.paths import write_resolved_config
 from streamvid.core.config import ConfigError
 from streamvid.distill.dmd_config import DMDStageConfig
-from streamvid.distill.models import check_model_dir, check_same_config, wan_sizes
+from streamvid.distill.networks import check_model_dir, check_same_config, wan_sizes
 from streamvid.distill.stages import (
     CONFIG_NAME,
     _check_dirs,
@@ -31,7 +32,7 @@ from streamvid.distill.stages import (
     run_dir_of,
 )
 
-__all__ = ["check_r1", "run_r1"]
+__all__ = ["build_dmd_module", "build_modules", "check_r1", "run_r1"]
 
 
 def check_r1(cfg: DMDStageConfig) -> None:
@@ -75,7 +76,7 @@ def build_modules(cfg: DMDStageConfig):
     """(student, real score, critic, reward or None, codec, text encoder) as the config describes them."""
     from streamvid.core.generator import build_codec, build_text_encoder
     from streamvid.core.world import vocabulary
-    from streamvid.distill.models import load_model_dir
+    from streamvid.distill.networks import load_model_dir
 
     student = load_model_dir(cfg.student, "student").float().train()
     real = load_model_dir(cfg.teacher, "teacher").float().eval()
@@ -94,6 +95,26 @@ def build_modules(cfg: DMDStageConfig):
     codec = build_codec(cfg.codec)
     text = build_text_encoder(cfg.text_encoder, cfg.model.text_dim, vocabulary())
     return student, real, critic, reward, codec, text
+
+
+def build_dmd_module(cfg: DMDStageConfig, modules: tuple | None = None):
+    """The `DMDModule` of the config: its networks (`build_modules`, or ``modules`` already built) and its
+    injected prompt source (`prompt_source`: the prompt file, else the shapes world's train split)."""
+    from streamvid.distill.dmd_module import DMDModule
+    from streamvid.distill.prompts import prompt_source
+
+    return DMDModule(*(modules if modules is not None else build_modules(cfg)), cfg, prompt_source(cfg))
+
+
+def build_callbacks(cfg: DMDStageConfig, run_dir: Path) -> list:
+    """What the stage writes beside training: `DMDSamples` (per-sample JSONL, sample grids read by the pixel
+    oracle, intra weight maps) under ``run_dir/samples``. The sample prompts are the shapes world's val prompts
+    whatever the training prompts are, since the oracle reads the shapes world."""
+    from streamvid.distill.dmd_callbacks import DMDSamples
+    from streamvid.distill.prompts import WorldPrompts
+
+    prompts = WorldPrompts(cfg.world).fixed(cfg.sample_prompts)
+    return [DMDSamples(run_dir / "samples", prompts, cfg.sample_every, cfg.sampler, cfg.seed)]
 
 
 class _Steps(torch.utils.data.IterableDataset):
@@ -123,20 +144,20 @@ def _strategy(cfg: DMDStageConfig):
     return DeepSpeedStrategy(config=ds)
 
 
-def run_r1(cfg: DMDStageConfig) -> Path:
-    """Train; returns ``output_dir`` (the EMA student)."""
+def run_r1(cfg: DMDStageConfig, callbacks: Sequence = ()) -> Path:
+    """Train; returns ``output_dir`` (the EMA student). ``callbacks``: extra Lightning callbacks (after the
+    stage's own: checkpoints, export, `build_callbacks`), e.g. a benchmark's probe."""
     check_r1(cfg)
     import lightning.pytorch as pl
 
-    from streamvid.distill.dmd_module import DMDModule
-    from streamvid.distill.models import export_model
+    from streamvid.distill.networks import export_model
     from streamvid.distill.trainer import build_trainer, resolve_resume
 
     torch.set_num_threads(cfg.trainer.threads)
     pl.seed_everything(cfg.seed, verbose=False)
     run_dir, out_dir = run_dir_of(cfg), Path(cfg.output_dir)
     ckpt_path = resolve_resume(cfg.resume, run_dir) if cfg.resume != "auto" else _last_checkpoint(run_dir)
-    module = DMDModule(*build_modules(cfg), cfg, sample_dir=run_dir / "samples")
+    module = build_dmd_module(cfg)
     if ckpt_path is not None and ckpt_path.is_file():
         _check_resumed_weights(ckpt_path, module)
     write_resolved_config(cfg, run_dir / CONFIG_NAME)
@@ -169,7 +190,8 @@ def run_r1(cfg: DMDStageConfig) -> Path:
         f"{cfg.trainer.max_steps} optimiser steps x {cfg.dmd.gradient_accumulation_steps} micro-steps of batch "
         f"{cfg.trainer.batch_size}, {where}; run dir {run_dir}"
         + (f", resuming {ckpt_path}" if ckpt_path is not None else ""))
-    trainer = build_trainer(cfg.trainer, run_dir, callbacks=[Export()], strategy=_strategy(cfg))
+    trainer = build_trainer(cfg.trainer, run_dir, callbacks=[Export(), *build_callbacks(cfg, run_dir), *callbacks],
+                            strategy=_strategy(cfg))
     loader = torch.utils.data.DataLoader(_Steps(module, cfg.trainer.max_steps), batch_size=None)
     trainer.fit(module, train_dataloaders=loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
     export(trainer)

@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     from streamvid.core.config import ConfigError, load_config
     from streamvid.core.sampler_config import SamplerConfig
-    from streamvid.distill.models import load_model_dir
+    from streamvid.distill.networks import load_model_dir
 
     try:
         model = load_model_dir(args.teacher or args.student, "--teacher" if args.teacher else "--student").eval()

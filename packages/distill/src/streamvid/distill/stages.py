@@ -26,7 +26,7 @@ import torch
 from streamvid.core.cli.paths import check_output_dir, write_resolved_config
 from streamvid.core.config import ConfigError
 from streamvid.core.world import vocabulary
-from streamvid.distill.models import check_model_dir, check_same_config, conv_kwargs, wan_sizes
+from streamvid.distill.networks import check_model_dir, check_same_config, conv_kwargs, wan_sizes
 from streamvid.distill.ode_pairs import few_step_grid_indices, latent_patch, read_pairs_header
 from streamvid.distill.stage_config import (
     NoiseLevelsConfig,
@@ -216,7 +216,7 @@ def _fit(cfg, module, make_draw, what: str) -> Path:
     """Resume check, data, Lightning fit and the final export, shared by the teacher and student stages."""
     from torch.utils.data import DataLoader
 
-    from streamvid.distill.models import export_model
+    from streamvid.distill.networks import export_model
     from streamvid.distill.shapes_data import StepBatches
     from streamvid.distill.trainer import ExportCallback, build_trainer, check_checkpoint, resolve_resume
 
@@ -253,7 +253,7 @@ def _fit(cfg, module, make_draw, what: str) -> Path:
 
 def _init_weights(net: torch.nn.Module, path: str | None, key: str) -> None:
     if path:
-        from streamvid.distill.models import load_model_dir
+        from streamvid.distill.networks import load_model_dir
 
         net.load_state_dict(load_model_dir(path, key).state_dict())
 
@@ -265,8 +265,8 @@ def run_teacher(cfg: TeacherStageConfig) -> Path:
 
     from streamvid.core.causal_wan import BlockCausal
     from streamvid.core.codecs import PixelCodec
-    from streamvid.distill.models import build_conv, build_wan
-    from streamvid.distill.modules import FlowMatchingModule
+    from streamvid.distill.lightning_modules import FlowMatchingModule
+    from streamvid.distill.networks import build_conv, build_wan
     from streamvid.distill.shapes_data import make_pool
 
     torch.set_num_threads(cfg.trainer.threads)
@@ -292,7 +292,7 @@ def run_teacher(cfg: TeacherStageConfig) -> Path:
 def run_ode_pairs(cfg: OdePairsStageConfig) -> Path:
     """Sample the teacher's ODE pairs (`OdePairsStageConfig`); returns the path of ``pairs.safetensors``."""
     check_ode_pairs(cfg)
-    from streamvid.distill.models import load_model_dir
+    from streamvid.distill.networks import load_model_dir
     from streamvid.distill.ode_pairs import generate_ode_pairs
 
     torch.set_num_threads(cfg.threads)
@@ -313,8 +313,8 @@ def run_student(cfg: StudentStageConfig) -> Path:
 
     from streamvid.core.causal_wan import BlockCausal
     from streamvid.core.codecs import PixelCodec
-    from streamvid.distill.models import build_wan, load_model_dir
-    from streamvid.distill.modules import FlowMatchingModule, ODERegressionModule
+    from streamvid.distill.lightning_modules import FlowMatchingModule, ODERegressionModule
+    from streamvid.distill.networks import build_wan, load_model_dir
     from streamvid.distill.ode_pairs import load_ode_pairs
     from streamvid.distill.shapes_data import make_pool
 

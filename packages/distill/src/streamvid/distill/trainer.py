@@ -36,6 +36,7 @@ __all__ = [
     "check_checkpoint",
     "checkpoint_dir",
     "resolve_resume",
+    "tensorboard_writers",
 ]
 
 LAST = "last.ckpt"
@@ -90,6 +91,11 @@ class ExportCallback(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step % self.every_n_steps == 0 and trainer.is_global_zero:
             self.export(pl_module)
+
+
+def tensorboard_writers(loggers) -> list:
+    """The SummaryWriters of the TensorBoard loggers among ``loggers`` (`build_trainer` adds one)."""
+    return [lg.experiment for lg in loggers if isinstance(lg, TensorBoardLogger)]
 
 
 def checkpoint_dir(run_dir: str | Path) -> Path:

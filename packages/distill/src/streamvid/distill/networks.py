@@ -31,6 +31,7 @@ __all__ = [
     "check_same_config",
     "export_model",
     "load_model_dir",
+    "plain_copy",
     "wan_sizes",
     "zero_init_wan",
 ]
@@ -156,3 +157,25 @@ def export_model(model: torch.nn.Module, out_dir: str | os.PathLike) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
+
+
+def plain_copy(module: torch.nn.Module, values: bool = True) -> torch.nn.Module:
+    """A hook-free copy of a diffusers model: a fresh instance built from its config, with (``values``) its
+    parameter and buffer values.
+
+    ``copy.deepcopy`` would also copy the forward hooks DeepSpeed ZeRO-3 registers on every submodule (and
+    diffusers' ``from_config`` builds under ``zero.Init`` when ZeRO-3 is on), so the copy is built by calling the
+    class; call this inside `gathered(module)` under ZeRO-3, where the parameters hold their full values."""
+    if not hasattr(module, "config"):
+        import copy
+
+        return copy.deepcopy(module)
+    fresh = type(module)(**{k: v for k, v in module.config.items() if not k.startswith("_")})
+    fresh = fresh.to(next(module.parameters()).dtype)
+    if values:
+        with torch.no_grad():
+            for dst, src in zip(fresh.parameters(), module.parameters(), strict=True):
+                dst.copy_(src.detach().reshape(dst.shape))
+            for dst, src in zip(fresh.buffers(), module.buffers(), strict=True):
+                dst.copy_(src.detach().reshape(dst.shape))
+    return fresh
