@@ -25,7 +25,7 @@ import torch
 from streamvid.core.config import load_config
 from streamvid.core.sampler_config import SamplerConfig
 from streamvid.core.world import WorldConfig, chunk_background, sample_attributes
-from streamvid.distill.models import load_model_dir
+from streamvid.distill.networks import load_model_dir
 from streamvid.distill.shapes_eval import evaluate_videos, sample_student, sample_teacher, seam_ratio
 
 CURVES = ("text", "motion", "visual", "shape", "direction", "seam_ratio", "background_noise_ratio")

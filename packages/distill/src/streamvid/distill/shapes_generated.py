@@ -147,7 +147,7 @@ def _chunk_axes(videos: Tensor, prompts: list[str], chunk_frames: int) -> Tensor
 
 
 def _make_videos(spec: GeneratorSpec, prompts: list[str], seed: int, sampler_cfg) -> Tensor:
-    from streamvid.distill.models import load_model_dir
+    from streamvid.distill.networks import load_model_dir
     from streamvid.distill.shapes_eval import sample_student, sample_teacher
 
     model = load_model_dir(spec.path, spec.name).eval()
