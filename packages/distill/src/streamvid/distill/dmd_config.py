@@ -25,7 +25,7 @@ from streamvid.core.model_config import WanModelConfig
 from streamvid.core.rewards.configs import RewardSelection
 from streamvid.core.sampler_config import SamplerConfig
 from streamvid.core.world import WorldConfig
-from streamvid.distill.stage_config import TrainerConfig, check_run_paths
+from streamvid.distill.stage_config import RunConfig, TrainerConfig
 
 __all__ = [
     "AXIS_OF",
@@ -186,16 +186,10 @@ class DeepSpeedSection:
 
 
 @dataclass
-class DMDStageConfig:
-    """`streamvid-train r1`: DMD / Stream-R1 of the causal student from its ODE init."""
+class DMDStageConfig(RunConfig):
+    """`streamvid-train r1`: DMD / Stream-R1 of the causal student from its ODE init (`RunConfig`: output_dir,
+    run_dir, resume, seed)."""
 
-    output_dir: str = "outputs/train/shapes_r1"
-    """The EMA student (diffusers directory) and the resolved config."""
-    run_dir: str | None = None
-    """Lightning checkpoints, CSV / TensorBoard logs, sample images; null: <output_dir>/run."""
-    resume: str = "auto"
-    seed: int = 0
-    """Seed of every rollout, timestep and prompt batch (optimiser step k and rank r depend only on seed, k, r)."""
     student: str = "assets/shapes/student"
     """The ODE-init student (a CausalWanModel diffusers directory)."""
     teacher: str = "assets/shapes/teacher"
@@ -239,7 +233,7 @@ class DMDStageConfig:
     (a training curve is read from them afterwards); 0: none, only the latest export in ``output_dir``."""
 
     def __post_init__(self) -> None:
-        check_run_paths(self.output_dir, self.run_dir)
+        super().__post_init__()
         if self.snapshot_every < 0:
             raise ConfigError(f"snapshot_every must be >= 0, got {self.snapshot_every}")
         if self.latent_frames % self.chunk_frames:
