@@ -32,6 +32,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from streamvid.core.config import ConfigError
+from streamvid.core.dtypes import DTYPES
 
 if TYPE_CHECKING:  # the schedule imports diffusers: reading a pairs header stays cheap
     from streamvid.core.schedule import FewStepSchedule
@@ -49,7 +50,6 @@ __all__ = [
 PAIRS_FILE = "pairs.safetensors"
 PROMPTS_FILE = "prompts.json"
 FORMAT = "streamvid-ode-pairs-v1"
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 LEVEL_TOLERANCE_T = 1e-2
 """Largest |grid t - few-step t| (timestep units, 0..1000) that counts as the same level."""
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from streamvid.core.config import ConfigError, check_choice
+from streamvid.core.dtypes import check_dtype
 from streamvid.core.model_config import WanModelConfig
 from streamvid.core.sampler_config import SamplerConfig
 from streamvid.core.world import WorldConfig
@@ -258,7 +259,7 @@ class OdePairsStageConfig(OutputConfig):
     """The student's sampler (mount sampler/self_forcing.yaml): its few-step levels are recorded."""
     world: WorldConfig = field(default_factory=WorldConfig)
     dtype: str = "float32"
-    """Storage dtype of the latents: float32 | float16 | bfloat16."""
+    """Storage dtype of the latents: float32 | bfloat16 | float16."""
     precision: str = "32-true"
     """Teacher forwards in 32-true (fp32) or bf16-mixed (bf16 autocast, about 3x faster for the conv teacher on
     CPU); the Euler state is fp32 either way."""
@@ -269,7 +270,7 @@ class OdePairsStageConfig(OutputConfig):
         super().__post_init__()
         check_choice("split", self.split, ("train", "val", "heldout"))
         check_choice("precision", self.precision, PRECISIONS)
-        check_choice("dtype", self.dtype, ("float32", "float16", "bfloat16"))
+        check_dtype("dtype", self.dtype)
         if min(self.num_pairs, self.batch_size, self.num_steps, self.threads) < 1 or self.first_index < 0:
             raise ConfigError("num_pairs, batch_size, num_steps and threads must be >= 1, first_index >= 0")
         if self.cfg_scale < 1.0:
