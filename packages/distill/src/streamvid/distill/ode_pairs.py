@@ -191,7 +191,7 @@ def generate_ode_pairs(cfg, teacher: torch.nn.Module, out_dir: str | os.PathLike
             ])
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16-mixed"):
                 result = euler_solve(
-                    score, noise, text(prompts[start:stop]), text([""]), guidance=cfg.cfg_scale - 1.0,
+                    score, noise, text(prompts[start:stop]), text([""]), guidance=cfg.guidance_scale,
                     num_steps=cfg.num_steps, shift=cfg.grid_shift, record=indices,
                 )
             x_levels = torch.stack([result.trajectory[i] for i in indices], dim=1)
@@ -215,7 +215,7 @@ def generate_ode_pairs(cfg, teacher: torch.nn.Module, out_dir: str | os.PathLike
         "teacher": str(cfg.teacher),
         "num_steps": str(cfg.num_steps),
         "shift": str(cfg.grid_shift),
-        "cfg_scale": str(cfg.cfg_scale),
+        "guidance_scale": str(cfg.guidance_scale),
         "fingerprint": tag,
     }
     (out_dir / f".{PROMPTS_FILE}.tmp").write_text(json.dumps(

@@ -253,8 +253,9 @@ class OdePairsStageConfig(OutputConfig):
     shift: float | None = None
     """Shift of the Euler grid; null: the student sampler's (sampler.shift). Any other value must still put the
     few-step levels on the grid."""
-    cfg_scale: float = 2.0
-    """Classifier-free guidance scale s (v = c + (s - 1)(c - u), against the "" prompt)."""
+    guidance_scale: float = 1.0
+    """Classifier-free guidance g of v = c + g (c - u) against the "" prompt (`score_model.cfg_combine`, the
+    package's one convention; standard CFG scale g + 1; 0: no guidance). Was ``cfg_scale`` s = g + 1."""
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     """The student's sampler (mount sampler/self_forcing.yaml): its few-step levels are recorded."""
     world: WorldConfig = field(default_factory=WorldConfig)
@@ -273,8 +274,8 @@ class OdePairsStageConfig(OutputConfig):
         check_dtype("dtype", self.dtype)
         if min(self.num_pairs, self.batch_size, self.num_steps, self.threads) < 1 or self.first_index < 0:
             raise ConfigError("num_pairs, batch_size, num_steps and threads must be >= 1, first_index >= 0")
-        if self.cfg_scale < 1.0:
-            raise ConfigError(f"'cfg_scale' must be >= 1 (1: no guidance), got {self.cfg_scale}")
+        if self.guidance_scale < 0.0:
+            raise ConfigError(f"'guidance_scale' must be >= 0 (0: no guidance), got {self.guidance_scale}")
 
     @property
     def grid_shift(self) -> float:
@@ -285,14 +286,15 @@ class OdePairsStageConfig(OutputConfig):
 class FlowDistillConfig:
     """objective=flow_distill: regress the teacher's guided flow at data-noised inputs."""
 
-    cfg_scale: float = 2.0
-    """Guidance scale of the teacher's target flow (c + (s - 1)(c - u))."""
+    guidance_scale: float = 1.0
+    """Guidance g of the teacher's target flow c + g (c - u) (`score_model.cfg_combine`; standard CFG scale g + 1).
+    Was ``cfg_scale`` s = g + 1."""
     noise: NoiseLevelsConfig = field(default_factory=lambda: NoiseLevelsConfig(shift=3.0, p_chunk_noise=0.5))
     data: ShapesDataConfig = field(default_factory=ShapesDataConfig)
 
     def __post_init__(self) -> None:
-        if self.cfg_scale < 1.0:
-            raise ConfigError(f"'flow_distill.cfg_scale' must be >= 1, got {self.cfg_scale}")
+        if self.guidance_scale < 0.0:
+            raise ConfigError(f"'flow_distill.guidance_scale' must be >= 0, got {self.guidance_scale}")
 
 
 @dataclass

@@ -311,7 +311,7 @@ def run_ode_pairs(cfg: OdePairsStageConfig) -> Path:
     out_dir = Path(cfg.output_dir)
     write_resolved_config(cfg, out_dir / CONFIG_NAME)
     log(f"ode-pairs: {cfg.num_pairs} pairs from {cfg.teacher} ({cfg.num_steps} Euler steps, shift {cfg.grid_shift}, "
-        f"cfg scale {cfg.cfg_scale}), recorded at t = {[round(float(t), 1) for t in cfg.sampler.schedule().timesteps]}")
+        f"guidance {cfg.guidance_scale}), recorded at t = {[round(float(t), 1) for t in cfg.sampler.schedule().timesteps]}")
     path = generate_ode_pairs(cfg, teacher, out_dir)
     log(f"ode-pairs: wrote {path}")
     return path
@@ -347,7 +347,7 @@ def _build_student(cfg: StudentStageConfig):
         fd = cfg.flow_distill
         teacher = load_model_dir(cfg.teacher, "teacher")
         module = FlowMatchingModule(net, cfg.model.text_dim, cfg.optim, mask, teacher=teacher,
-                                    guidance=fd.cfg_scale - 1.0)
+                                    guidance=fd.guidance_scale)
 
         def make_draw():
             codec = PixelCodec(fd.data.codec_patch)
