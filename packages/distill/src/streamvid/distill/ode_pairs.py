@@ -31,6 +31,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from streamvid.core.atomic import atomic_write
 from streamvid.core.config import ConfigError
 from streamvid.core.dtypes import DTYPES
 
@@ -195,9 +196,9 @@ def generate_ode_pairs(cfg, teacher: torch.nn.Module, out_dir: str | os.PathLike
                     num_steps=cfg.num_steps, shift=cfg.grid_shift, record=indices,
                 )
             x_levels = torch.stack([result.trajectory[i] for i in indices], dim=1)
-            tmp = shard.with_suffix(".tmp")
-            save_file({"x_levels": x_levels.to(dtype).contiguous(), "x0": result.x0.to(dtype).contiguous()}, str(tmp))
-            os.replace(tmp, shard)
+            with atomic_write(shard) as tmp:
+                save_file({"x_levels": x_levels.to(dtype).contiguous(), "x0": result.x0.to(dtype).contiguous()},
+                          str(tmp))
         bar.update(stop - start)
     bar.close()
 
@@ -218,13 +219,11 @@ def generate_ode_pairs(cfg, teacher: torch.nn.Module, out_dir: str | os.PathLike
         "guidance_scale": str(cfg.guidance_scale),
         "fingerprint": tag,
     }
-    (out_dir / f".{PROMPTS_FILE}.tmp").write_text(json.dumps(
-        {"prompts": prompts, "split": cfg.split, "first_index": cfg.first_index, "seed": cfg.seed}, indent=1))
-    os.replace(out_dir / f".{PROMPTS_FILE}.tmp", out_dir / PROMPTS_FILE)
-    tmp = out_dir / f".{PAIRS_FILE}.tmp"
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.chmod(tmp, 0o644)  # safetensors creates the file private
-    os.replace(tmp, out_dir / PAIRS_FILE)
+    with atomic_write(out_dir / PROMPTS_FILE) as tmp:
+        tmp.write_text(json.dumps(
+            {"prompts": prompts, "split": cfg.split, "first_index": cfg.first_index, "seed": cfg.seed}, indent=1))
+    with atomic_write(out_dir / PAIRS_FILE) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
     shutil.rmtree(partial, ignore_errors=True)
     return out_dir / PAIRS_FILE
 

@@ -54,6 +54,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from streamvid.core.atomic import atomic_write
 from streamvid.core.cli.errors import one_line
 from streamvid.core.cli.paths import check_output_dir, write_resolved_config
 from streamvid.core.config import ConfigError, load_config
@@ -366,9 +367,8 @@ def _write_tables(out: Path, table: pd.DataFrame, windows: pd.DataFrame) -> None
     for name, frame in (("scores.csv", table), ("windows.csv", windows)):
         if name == "windows.csv" and frame.empty:
             continue
-        tmp = out / f".{name}.tmp"
-        frame.to_csv(tmp, index=False)
-        os.replace(tmp, out / name)
+        with atomic_write(out / name) as tmp:
+            frame.to_csv(tmp, index=False)
     with contextlib.suppress(ImportError):  # neither pyarrow nor fastparquet: CSV only
         table.to_parquet(out / "scores.parquet", index=False)
 
