@@ -30,7 +30,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from t1_quality import bootstrap  # bench/t1_quality.py (bench/ is the script directory)
 
 from streamvid.core.config import load_config
 from streamvid.core.generator import build_generator, prompt_vocabulary
@@ -38,6 +37,7 @@ from streamvid.core.world import WorldConfig
 from streamvid.core.world.dataset import colour_shape_pairs
 from streamvid.core.world.oracle import score_details
 from streamvid.eval.drift import windowed_curve
+from streamvid.eval.report import seed_mean_ci
 from streamvid.tts.cli import InferT1Config
 from streamvid.tts.ledger import BudgetLedger
 from streamvid.tts.search import PromptSwitch, best_of_n, chunk_search, plain_config, plan_for_budget
@@ -170,8 +170,8 @@ def main() -> None:
                              (f"stream_t1@{b:g}", f"stream_t1_no_memory@{b:g}"),
                              (f"stream_t1_always_append@{b:g}", f"stream_t1_no_memory@{b:g}")]:
         key = f"{other} - {base_name}"
-        paired[key] = {k: bootstrap(mean_table(other, k) - mean_table(base_name, k)) for k in (*AXES, "direction")}
-        paired[key] |= {f"{a}_drift": bootstrap(drift_table(other, a) - drift_table(base_name, a))
+        paired[key] = {k: seed_mean_ci(mean_table(other, k) - mean_table(base_name, k)) for k in (*AXES, "direction")}
+        paired[key] |= {f"{a}_drift": seed_mean_ci(drift_table(other, a) - drift_table(base_name, a))
                         for a in ("visual", "motion")}
     out = {"prompts": args.prompts, "seeds": args.seeds, "segments": args.segments,
            "segment_chunks": args.segment_chunks, "num_frames": num_frames, "budget": b, "plans": plans,

@@ -24,7 +24,7 @@ import torch
 from streamvid.core.config import load_config
 from streamvid.core.generator import build_generator, prompt_vocabulary
 from streamvid.core.world import WorldConfig, sample_attributes, score_details
-from streamvid.eval.report import bootstrap_ci
+from streamvid.eval.report import seed_mean_ci
 from streamvid.tts.cli import InferT1Config
 from streamvid.tts.ledger import BudgetLedger
 from streamvid.tts.search import best_of_n, chunk_search, plain_config, plan_for_budget
@@ -36,12 +36,6 @@ PARTS = ("colour", "shape", "direction")
 def oracle(pixels: torch.Tensor, prompt: str) -> dict[str, float]:
     r = score_details(pixels, prompt)
     return {**{a: float(getattr(r, a)) for a in AXES}, **{p: float(r.parts.get(p, 0.0)) for p in PARTS}}
-
-
-def bootstrap(d: torch.Tensor, n: int = 4000) -> list[float]:
-    """Mean and 95 % CI of ``d [S, P]``: the eval suite's percentile bootstrap over prompts of the seed means."""
-    lo, hi = bootstrap_ci(d.double().mean(dim=0).tolist(), n_boot=n, seed=0)
-    return [round(float(d.double().mean()), 4), round(lo, 4), round(hi, 4)]
 
 
 def main() -> None:
@@ -122,7 +116,7 @@ def main() -> None:
         if args.ablations and b == max(budgets):
             others += [n for n in strategies if n.startswith("stream_t1_no_")]
         for other in others:
-            paired[f"{other} - {ref}"] = {k: bootstrap(table(other, k) - table(ref, k)) for k in (*AXES, "direction")}
+            paired[f"{other} - {ref}"] = {k: seed_mean_ci(table(other, k) - table(ref, k)) for k in (*AXES, "direction")}
     result = {"prompts": len(prompts), "seeds": args.seeds, "budgets": budgets, "summary": summary,
               "paired": paired, "rows": rows, "seconds": round(time.perf_counter() - start, 1)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ import torch
 from safetensors import safe_open
 
 from streamvid.core.causal_wan import CausalWanModel
+from streamvid.core.cli.paths import write_resolved_config
 from streamvid.core.config import ConfigError, load_config
 from streamvid.core.conv_flow import ConvFlowNet
 from streamvid.core.schedule import FewStepSchedule
@@ -56,10 +57,23 @@ def pairs_dir(teacher_dir: Path) -> Path:
     return out
 
 
-def test_shipped_train_configs_compose():
+def test_shipped_train_configs_compose_and_round_trip(tmp_path: Path):
+    loaded = {}
     for name, schema in (("shapes_teacher", TeacherStageConfig), ("shapes_ode_pairs", OdePairsStageConfig),
                          ("shapes_student", StudentStageConfig)):
-        assert isinstance(load_config(CONFIGS / f"{name}.yaml", schema=schema), schema)
+        cfg = loaded[name] = load_config(CONFIGS / f"{name}.yaml", schema=schema)
+        saved = write_resolved_config(cfg, tmp_path / f"{name}.yaml")
+        assert load_config(saved, schema=schema) == cfg
+    teacher, pairs, student = loaded.values()
+    assert (teacher.output_dir, teacher.run_path, teacher.resume, teacher.seed) == (
+        "outputs/train/shapes_teacher", Path("outputs/train/shapes_teacher/run"), "auto", 0)
+    assert (teacher.model.kind, teacher.model.conv.width, teacher.data.pool, teacher.chunk_frames) == ("conv", 48, 2048, 3)
+    assert (pairs.output_dir, pairs.num_pairs, pairs.num_steps, pairs.grid_shift) == (
+        "outputs/train/shapes_ode_pairs", 1536, 24, 5.0)
+    assert (student.objective, student.chunk_frames, list(student.sampler.denoising_steps)) == (
+        "flow_distill", 3, [1000, 750, 500, 250])
+    # guidance is g of c + g (c - u): the shipped standard CFG scale 2 (formerly ``cfg_scale: 2.0``) is g = 1
+    assert pairs.guidance_scale == student.flow_distill.guidance_scale == 1.0
 
 
 def test_teacher_writes_a_diffusers_model_checkpoints_logs_and_its_config(teacher_dir: Path):

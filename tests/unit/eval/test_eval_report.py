@@ -121,3 +121,12 @@ def test_write_report_lists_failures_and_notes(tmp_path):
     assert "> smoke run" in text and "Videos: 2 (1 ok, 1 failed)" in text
     assert "## Failed videos" in text and "metric m: ValueError: bad" in text
     assert pd.read_csv(paths["summary_csv"]).loc[0, "n"] == 1
+
+
+def test_seed_mean_ci_is_the_mean_and_the_bootstrap_over_prompts_of_the_seed_means() -> None:
+    from streamvid.eval.report import bootstrap_ci, seed_mean_ci
+
+    d = [[0.1, 0.3, 0.5], [0.3, 0.5, 0.7]]  # seeds x prompts
+    lo, hi = bootstrap_ci([0.2, 0.4, 0.6], n_boot=500)
+    assert seed_mean_ci(d, n_boot=500) == [0.4, round(lo, 4), round(hi, 4)]
+    assert lo < 0.4 < hi

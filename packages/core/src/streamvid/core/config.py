@@ -41,7 +41,7 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-__all__ = ["ConfigError", "check_choice", "load_config", "save_resolved_config"]
+__all__ = ["ConfigError", "check_choice", "load_config", "resolved_config_yaml", "save_resolved_config"]
 
 T = TypeVar("T")
 
@@ -97,20 +97,25 @@ def save_resolved_config(cfg: Any, out_dir: str | Path) -> Path:
     The file loads back with `load_config(path, schema=type(cfg))` to an equal dataclass. Git information is
     best effort ("unavailable" without git or outside a repository); this function never fails because of it.
     """
-    if not (dataclasses.is_dataclass(cfg) and not isinstance(cfg, type)):
-        raise ConfigError(f"save_resolved_config expects a dataclass instance, got {type(cfg).__name__}")
+    text = resolved_config_yaml(cfg)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / "config.yaml"
+    target.write_text(text)
+    return target
+
+
+def resolved_config_yaml(cfg: Any) -> str:
+    """`save_resolved_config`'s text: the typed config as YAML under the schema / git-revision comment lines."""
+    if not (dataclasses.is_dataclass(cfg) and not isinstance(cfg, type)):
+        raise ConfigError(f"save_resolved_config expects a dataclass instance, got {type(cfg).__name__}")
     schema = type(cfg)
     header = [
         "# Resolved config written by streamvid.core.config.save_resolved_config.",
         f"# schema: {schema.__module__}.{schema.__qualname__}",
         f"# git_rev: {_git_revision()}",
     ]
-    target = out_dir / "config.yaml"
-    body = OmegaConf.to_yaml(OmegaConf.structured(cfg), resolve=True)
-    target.write_text("\n".join(header) + "\n" + body)
-    return target
+    return "\n".join(header) + "\n" + OmegaConf.to_yaml(OmegaConf.structured(cfg), resolve=True)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ dx/dsigma = v(x, sigma); one Euler step from sigma_i to sigma_{i+1} is
     x <- x + (sigma_{i+1} - sigma_i) * v(x, sigma_i)                        (sigma decreasing)
 
 on the grid `schedule.euler_grid(num_steps, shift)`. Guidance follows methods.md A.2.2, v = c + g (c - u)
-(g = cfg_scale - 1). Two modes:
+(g = standard CFG scale - 1; the one convention of the package, `score_model.cfg_combine`). Two modes:
 
 * ``chunk_frames=None``: all frames are denoised together (a bidirectional teacher);
 * ``chunk_frames=n``: chunk by chunk, each chunk from pure noise while the frames before it are the clean

@@ -21,7 +21,8 @@ from streamvid.core.causal_wan import CausalWanModel, TextContext
 from streamvid.core.checkpoints import CheckpointFormatError, CheckpointMismatchError, load_checkpoint
 from streamvid.core.codecs import PixelCodec, VideoCodec
 from streamvid.core.config import ConfigError
-from streamvid.core.generator_config import DTYPES, CodecConfig, GeneratorConfig, TextEncoderConfig
+from streamvid.core.dtypes import DTYPES
+from streamvid.core.generator_config import CodecConfig, GeneratorConfig, TextEncoderConfig
 from streamvid.core.sampler import ChunkCallback, GaussianNoise, PromptSwitch, StreamingSampler
 from streamvid.core.text import LearnedTextEncoder, TextEncoder
 from streamvid.core.text.learned import split_words

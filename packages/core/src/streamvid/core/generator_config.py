@@ -7,13 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
-
 from streamvid.core.config import check_choice
+from streamvid.core.dtypes import check_dtype
 from streamvid.core.model_config import WanModelConfig
 from streamvid.core.sampler_config import SamplerConfig
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
@@ -70,4 +67,4 @@ class GeneratorConfig:
     """auto (cuda when available) | cpu | cuda | cuda:N."""
 
     def __post_init__(self) -> None:
-        check_choice("dtype", self.dtype, tuple(DTYPES))
+        check_dtype("dtype", self.dtype)

@@ -77,7 +77,13 @@ def add_frame_noise(x0: torch.Tensor, noise: torch.Tensor, sigma: float | torch.
 
 
 def cfg_combine(cond: torch.Tensor, uncond: torch.Tensor, guidance: float) -> torch.Tensor:
-    """c + g * (c - u)   (methods.md A.2.2; = u + (g + 1) * (c - u), standard CFG with scale g + 1)."""
+    """c + g * (c - u)   (methods.md A.2.2; = u + (g + 1) * (c - u), standard CFG with scale g + 1).
+
+    The one guidance convention of the package: every guided prediction goes through here and every config
+    field names g (`DMDConfig.guidance_scale`, the ODE-pairs and flow-distill ``guidance_scale``). g, not the
+    standard scale s = g + 1, because it is the convention of methods.md A.2.2 and of Self-Forcing / Stream-R1's
+    shipped ``guidance_scale: 3.0``, a reference flag copied as is; 0 means unguided.
+    """
     return cond + guidance * (cond - uncond)
 
 

@@ -16,12 +16,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from streamvid.core.atomic import atomic_write
 
 SUPPORTED_EXTENSIONS = (".mp4", ".gif")
 
@@ -133,22 +134,11 @@ def write_video(
     frames = to_uint8_frames(video, channels_last)
     if frames.shape[0] == 0:
         raise ValueError(f"cannot write an empty video (0 frames) to '{path}'")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Same folder so that os.replace is an atomic rename; keep the extension, ffmpeg picks the muxer from it.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{ext}")
-    os.close(fd)
-    try:
+    with atomic_write(path) as tmp:  # keeps the extension: ffmpeg picks the muxer from it
         if ext == ".mp4":
-            _write_mp4(tmp, frames, fps, quality)
+            _write_mp4(str(tmp), frames, fps, quality)
         else:
-            _write_gif(tmp, frames, fps)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file ordinary permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            _write_gif(str(tmp), frames, fps)
     return path
 
 

@@ -17,6 +17,7 @@ accumulation 8 are 25 optimiser steps). This module imports neither Lightning no
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from streamvid.core.config import ConfigError, check_choice
@@ -25,7 +26,7 @@ from streamvid.core.model_config import WanModelConfig
 from streamvid.core.rewards.configs import RewardSelection
 from streamvid.core.sampler_config import SamplerConfig
 from streamvid.core.world import WorldConfig
-from streamvid.distill.stage_config import TrainerConfig, check_run_paths
+from streamvid.distill.stage_config import RunConfig, TrainerConfig
 from streamvid.distill.stream_r1_inter import AXES, AXIS_OF, REWARD_MODES
 from streamvid.distill.stream_r1_intra import FUSIONS
 
@@ -34,8 +35,21 @@ __all__ = [
     "DMDStageConfig",
     "DeepSpeedSection",
     "NetOptimConfig",
+    "NOT_IMPLEMENTED",
     "StreamR1Config",
 ]
+
+NOT_IMPLEMENTED = (
+    "dmd.fake_guidance_scale",
+    "dmd.ts_schedule",
+    "dmd.ts_schedule_max",
+    "dmd.same_step_across_blocks",
+    "dmd.independent_first_frame",
+    "dmd.denoising_loss_type",
+    "stream_r1.spatial_reward_method",
+)
+"""Reference flags of methods.md A.8 that are not implemented: each is a field so that a reference config reads
+as is, and only its default (Stream-R1's shipped value) is accepted; `DMDStageConfig` refuses any other value."""
 
 
 @dataclass
@@ -60,22 +74,14 @@ class DMDConfig:
     """Self-Forcing DMD (methods.md A.2)."""
 
     guidance_scale: float = 3.0
-    """g of the real score's c + g (c - u) (3 = standard CFG scale 4)."""
-    fake_guidance_scale: float = 0.0
-    """The critic's guidance (0: conditional only; only 0 is implemented, as shipped)."""
+    """g of the real score's c + g (c - u) (3 = standard CFG scale 4; `score_model.cfg_combine`)."""
     timestep_shift: float = 5.0
     num_train_timestep: int = 1000
     min_step: int = 20
     max_step: int = 980
     min_score_timestep: int = 0
-    ts_schedule: bool = False
-    """The reference's timestep curriculum (off when shipped; not implemented)."""
-    ts_schedule_max: bool = False
-    same_step_across_blocks: bool = True
-    """One exit step per rollout for every chunk (only true is implemented, as shipped)."""
     last_step_only: bool = False
     """Always exit at the last step (false: uniform over the steps)."""
-    independent_first_frame: bool = False
     dfake_gen_update_ratio: int = 5
     """TTUR: a generator update on every ratio-th optimiser step; the critic updates on every step."""
     gradient_accumulation_steps: int = 8
@@ -83,19 +89,22 @@ class DMDConfig:
     ema_weight: float = 0.99
     ema_start_step: int = 25
     """Optimiser step from which the generator's EMA exists (copied then, updated after each generator step)."""
-    denoising_loss_type: str = "flow"
     negative_prompt: str = ""
     """The real score's unconditional prompt (Wan: its standard negative prompt; shapes world: "")."""
 
+    # Reference flags not implemented (`NOT_IMPLEMENTED`): only these defaults, Stream-R1's shipped values.
+    fake_guidance_scale: float = 0.0
+    """The critic's guidance (0: conditional only)."""
+    ts_schedule: bool = False
+    """The reference's timestep curriculum."""
+    ts_schedule_max: bool = False
+    same_step_across_blocks: bool = True
+    """One exit step per rollout for every chunk."""
+    independent_first_frame: bool = False
+    denoising_loss_type: str = "flow"
+    """The critic's loss: flow matching (`dmd.critic_flow_loss`)."""
+
     def __post_init__(self) -> None:
-        check_choice("dmd.denoising_loss_type", self.denoising_loss_type, ("flow",))
-        for name in ("ts_schedule", "ts_schedule_max", "independent_first_frame"):
-            if getattr(self, name):
-                raise ConfigError(f"dmd.{name}: only false is implemented (Stream-R1 ships false)")
-        if not self.same_step_across_blocks:
-            raise ConfigError("dmd.same_step_across_blocks: only true is implemented (Stream-R1 ships true)")
-        if self.fake_guidance_scale != 0:
-            raise ConfigError("dmd.fake_guidance_scale: only 0 is implemented (Stream-R1 ships 0)")
         if not 0 <= self.min_score_timestep < self.num_train_timestep:
             raise ConfigError(f"dmd.min_score_timestep must lie in [0, {self.num_train_timestep})")
         if not 0 < self.min_step < self.max_step < self.num_train_timestep:
@@ -129,6 +138,7 @@ class StreamR1Config:
     spatial_reward: bool = True
     """The intra-perplexity weight map from reward saliency (false: 1)."""
     spatial_reward_method: str = "gradient"
+    """A reference flag not implemented beyond this default (`NOT_IMPLEMENTED`)."""
     spatial_reward_metrics: list[str] = field(default_factory=lambda: ["MQ", "VQ", "TA"])
     """The axes whose saliency is fused, in the order of the fusion weights (paper names)."""
     spatial_reward_combination: str = "adaptive"
@@ -141,7 +151,6 @@ class StreamR1Config:
 
     def __post_init__(self) -> None:
         check_choice("stream_r1.reward_mode", self.reward_mode, REWARD_MODES)
-        check_choice("stream_r1.spatial_reward_method", self.spatial_reward_method, ("gradient",))
         check_choice("stream_r1.spatial_reward_combination", self.spatial_reward_combination, FUSIONS)
         for key in ("reward_dims", "spatial_reward_metrics"):
             dims = list(getattr(self, key))
@@ -203,16 +212,10 @@ class DeepSpeedSection:
 
 
 @dataclass
-class DMDStageConfig:
-    """`streamvid-train r1`: DMD / Stream-R1 of the causal student from its ODE init."""
+class DMDStageConfig(RunConfig):
+    """`streamvid-train r1`: DMD / Stream-R1 of the causal student from its ODE init (`RunConfig`: output_dir,
+    run_dir, resume, seed)."""
 
-    output_dir: str = "outputs/train/shapes_r1"
-    """The EMA student (diffusers directory) and the resolved config."""
-    run_dir: str | None = None
-    """Lightning checkpoints, CSV / TensorBoard logs, sample images; null: <output_dir>/run."""
-    resume: str = "auto"
-    seed: int = 0
-    """Seed of every rollout, timestep and prompt batch (optimiser step k and rank r depend only on seed, k, r)."""
     student: str = "assets/shapes/student"
     """The ODE-init student (a CausalWanModel diffusers directory)."""
     teacher: str = "assets/shapes/teacher"
@@ -256,7 +259,8 @@ class DMDStageConfig:
     (a training curve is read from them afterwards); 0: none, only the latest export in ``output_dir``."""
 
     def __post_init__(self) -> None:
-        check_run_paths(self.output_dir, self.run_dir)
+        super().__post_init__()
+        check_not_implemented(self)
         if self.snapshot_every < 0:
             raise ConfigError(f"snapshot_every must be >= 0, got {self.snapshot_every}")
         if self.latent_frames % self.chunk_frames:
@@ -290,3 +294,14 @@ class DMDStageConfig:
     def video_size(self) -> tuple[int, int]:
         """(height, width) in pixels."""
         return (self.height or self.world.height, self.width or self.world.width)
+
+
+def check_not_implemented(cfg: DMDStageConfig) -> None:
+    """`ConfigError` for a reference flag of `NOT_IMPLEMENTED` set to anything but its default."""
+    for key in NOT_IMPLEMENTED:
+        section_name, name = key.split(".")
+        section = getattr(cfg, section_name)
+        default = next(f.default for f in dataclasses.fields(section) if f.name == name)
+        if getattr(section, name) != default:
+            raise ConfigError(f"{key}: only {default!r} is implemented (Stream-R1 ships it; a reference flag kept "
+                              f"so that reference configs read as is); got {getattr(section, name)!r}")

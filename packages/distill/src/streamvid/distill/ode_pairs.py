@@ -31,7 +31,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from streamvid.core.atomic import atomic_write
 from streamvid.core.config import ConfigError
+from streamvid.core.dtypes import DTYPES
 
 if TYPE_CHECKING:  # the schedule imports diffusers: reading a pairs header stays cheap
     from streamvid.core.schedule import FewStepSchedule
@@ -49,7 +51,6 @@ __all__ = [
 PAIRS_FILE = "pairs.safetensors"
 PROMPTS_FILE = "prompts.json"
 FORMAT = "streamvid-ode-pairs-v1"
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 LEVEL_TOLERANCE_T = 1e-2
 """Largest |grid t - few-step t| (timestep units, 0..1000) that counts as the same level."""
 
@@ -191,13 +192,13 @@ def generate_ode_pairs(cfg, teacher: torch.nn.Module, out_dir: str | os.PathLike
             ])
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16-mixed"):
                 result = euler_solve(
-                    score, noise, text(prompts[start:stop]), text([""]), guidance=cfg.cfg_scale - 1.0,
+                    score, noise, text(prompts[start:stop]), text([""]), guidance=cfg.guidance_scale,
                     num_steps=cfg.num_steps, shift=cfg.grid_shift, record=indices,
                 )
             x_levels = torch.stack([result.trajectory[i] for i in indices], dim=1)
-            tmp = shard.with_suffix(".tmp")
-            save_file({"x_levels": x_levels.to(dtype).contiguous(), "x0": result.x0.to(dtype).contiguous()}, str(tmp))
-            os.replace(tmp, shard)
+            with atomic_write(shard) as tmp:
+                save_file({"x_levels": x_levels.to(dtype).contiguous(), "x0": result.x0.to(dtype).contiguous()},
+                          str(tmp))
         bar.update(stop - start)
     bar.close()
 
@@ -215,16 +216,14 @@ def generate_ode_pairs(cfg, teacher: torch.nn.Module, out_dir: str | os.PathLike
         "teacher": str(cfg.teacher),
         "num_steps": str(cfg.num_steps),
         "shift": str(cfg.grid_shift),
-        "cfg_scale": str(cfg.cfg_scale),
+        "guidance_scale": str(cfg.guidance_scale),
         "fingerprint": tag,
     }
-    (out_dir / f".{PROMPTS_FILE}.tmp").write_text(json.dumps(
-        {"prompts": prompts, "split": cfg.split, "first_index": cfg.first_index, "seed": cfg.seed}, indent=1))
-    os.replace(out_dir / f".{PROMPTS_FILE}.tmp", out_dir / PROMPTS_FILE)
-    tmp = out_dir / f".{PAIRS_FILE}.tmp"
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.chmod(tmp, 0o644)  # safetensors creates the file private
-    os.replace(tmp, out_dir / PAIRS_FILE)
+    with atomic_write(out_dir / PROMPTS_FILE) as tmp:
+        tmp.write_text(json.dumps(
+            {"prompts": prompts, "split": cfg.split, "first_index": cfg.first_index, "seed": cfg.seed}, indent=1))
+    with atomic_write(out_dir / PAIRS_FILE) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
     shutil.rmtree(partial, ignore_errors=True)
     return out_dir / PAIRS_FILE
 

@@ -23,22 +23,14 @@ from streamvid.core.cli.paths import write_resolved_config
 from streamvid.core.config import ConfigError
 from streamvid.distill.dmd_config import DMDStageConfig
 from streamvid.distill.networks import check_model_dir, check_same_config, wan_sizes
-from streamvid.distill.stages import (
-    CONFIG_NAME,
-    _check_dirs,
-    _check_resume_path,
-    _check_text_dim,
-    log,
-    run_dir_of,
-)
+from streamvid.distill.stages import CONFIG_NAME, _check_text_dim, check_run, log, run_stage
 
 __all__ = ["build_dmd_module", "build_modules", "check_r1", "run_r1"]
 
 
 def check_r1(cfg: DMDStageConfig) -> None:
     """Paths, model directories and sizes, the reward's capabilities (`ConfigError` naming what and where)."""
-    _check_dirs(cfg)
-    _check_resume_path(cfg)
+    check_run(cfg)
     model = cfg.model
     found = check_model_dir(cfg.student, "student")
     if found["_class_name"] not in ("CausalWanModel", "WanTransformer3DModel"):
@@ -147,17 +139,19 @@ def _strategy(cfg: DMDStageConfig):
 def run_r1(cfg: DMDStageConfig, callbacks: Sequence = ()) -> Path:
     """Train; returns ``output_dir`` (the EMA student). ``callbacks``: extra Lightning callbacks (after the
     stage's own: checkpoints, export, `build_callbacks`), e.g. a benchmark's probe."""
-    check_r1(cfg)
+    return run_stage(cfg, check_r1, lambda: build_modules(cfg), lambda nets: _fit(cfg, nets, callbacks))
+
+
+def _fit(cfg: DMDStageConfig, nets, callbacks: Sequence = ()) -> Path:
+    """The DMD module over `build_modules`' networks, its Lightning fit and the exports."""
     import lightning.pytorch as pl
 
     from streamvid.distill.networks import export_model
     from streamvid.distill.trainer import build_trainer, resolve_resume
 
-    torch.set_num_threads(cfg.trainer.threads)
-    pl.seed_everything(cfg.seed, verbose=False)
-    run_dir, out_dir = run_dir_of(cfg), Path(cfg.output_dir)
+    run_dir, out_dir = cfg.run_path, Path(cfg.output_dir)
     ckpt_path = resolve_resume(cfg.resume, run_dir) if cfg.resume != "auto" else _last_checkpoint(run_dir)
-    module = build_dmd_module(cfg)
+    module = build_dmd_module(cfg, nets)
     if ckpt_path is not None and ckpt_path.is_file():
         _check_resumed_weights(ckpt_path, module)
     write_resolved_config(cfg, run_dir / CONFIG_NAME)

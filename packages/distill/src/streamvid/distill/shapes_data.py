@@ -1,6 +1,7 @@
 """Shapes-world training data: a pool of rendered train items, augmented and re-phrased at every draw.
 
-The recipe of `bench/shapes_learnability.py` (which imports it from here), chosen for fast learning on a CPU:
+The recipe of the learnability probe (docs/shapes_world.md; `streamvid-train teacher`), chosen for fast learning on a
+CPU:
 
 * `make_pool`: ``size`` train items drawn with the dataset's own sampler (`sample_attributes`), rendered once
   and encoded (``[N, C, T, h, w]`` latents, diffusers layout) with their `PromptSpec`;

@@ -4,10 +4,10 @@
     .venv/bin/python -m streamvid.distill.shapes_eval --student assets/shapes/student --out outputs/shapes_eval/student
 
 Prompts: the first ``--prompts`` (64) items of the ``val`` and ``heldout`` splits (held-out colour-shape pairs),
-as in `bench/shapes_learnability.py`. How each model samples:
+as in the learnability probe of docs/shapes_world.md. How each model samples:
 
 * teacher (bidirectional, `ConvFlowNet` or Wan): `euler_solve`, ``--teacher-steps`` Euler steps on a grid with
-  shift 3 and CFG scale 2 against the null prompt "" (the bench's protocol);
+  shift 3 and guidance g = 1 (standard CFG scale 2) against the null prompt "" (the teacher's protocol);
 * student (`CausalWanModel`): the streaming chunk loop (`StreamingSampler` with the few-step sampler config,
   KV cache, commit pass), i.e. exactly how it generates in `streamvid-generate`.
 
@@ -40,9 +40,10 @@ __all__ = ["evaluate_videos", "main", "sample_student", "sample_teacher", "seam_
 SPLITS = ("val", "heldout")
 
 
-def sample_teacher(model, prompts: list[str], text_dim: int, seed: int, steps: int = 20, cfg: float = 2.0,
+def sample_teacher(model, prompts: list[str], text_dim: int, seed: int, steps: int = 20, guidance: float = 1.0,
                    batch: int = 32) -> torch.Tensor:
-    """Videos ``[N, T, 3, H, W]`` in [0, 1] from a bidirectional flow model (Euler + CFG, shift 3)."""
+    """Videos ``[N, T, 3, H, W]`` in [0, 1] from a bidirectional flow model (Euler, shift 3, guidance g of
+    c + g (c - u); 1: standard CFG scale 2)."""
     world, codec = WorldConfig(), PixelCodec(2)
     text = BagOfWordsTextEncoder(vocabulary(), text_dim)
     shape = (codec.latent_channels, world.num_frames, world.height // 2, world.width // 2)
@@ -50,7 +51,7 @@ def sample_teacher(model, prompts: list[str], text_dim: int, seed: int, steps: i
     for i in range(0, len(prompts), batch):
         chunk = prompts[i : i + batch]
         noise = torch.randn(len(chunk), *shape, generator=torch.Generator().manual_seed(seed + i))
-        x0 = euler_solve(score, noise, text(chunk), text([""] * len(chunk)), cfg - 1.0, steps, 3.0).x0
+        x0 = euler_solve(score, noise, text(chunk), text([""] * len(chunk)), guidance, steps, 3.0).x0
         out.append(codec.decode(x0.permute(0, 2, 1, 3, 4)).clamp(0, 1))
     return torch.cat(out)
 

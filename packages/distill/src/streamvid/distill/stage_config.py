@@ -4,8 +4,9 @@ One dataclass per stage, YAMLs in `configs/train/`; shared sections (optimiser, 
 are declared once here. This module imports neither Lightning nor diffusers: loading and validating a config
 stays cheap, so bad input fails in about a second.
 
-Paths: ``output_dir`` is what the stage produces (a diffusers model directory for `teacher` / `student`, the
-pairs file for `ode-pairs`); ``run_dir`` holds Lightning checkpoints and logs (null: ``<output_dir>/run``).
+Every stage config derives from `OutputConfig` (``output_dir``, ``seed``; `ode-pairs`) or `RunConfig` (adds
+``run_dir``, ``resume``; the Lightning stages, `DMDStageConfig` too): the keys stay flat (``--set output_dir=...``)
+and each is declared once, here.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from streamvid.core.config import ConfigError, check_choice
+from streamvid.core.dtypes import check_dtype
 from streamvid.core.model_config import WanModelConfig
 from streamvid.core.sampler_config import SamplerConfig
 from streamvid.core.world import WorldConfig
@@ -25,6 +27,8 @@ __all__ = [
     "NoiseLevelsConfig",
     "OdePairsStageConfig",
     "OptimConfig",
+    "OutputConfig",
+    "RunConfig",
     "ShapesDataConfig",
     "StudentStageConfig",
     "TeacherStageConfig",
@@ -32,6 +36,44 @@ __all__ = [
 ]
 
 PRECISIONS = ("bf16-mixed", "32-true")
+
+
+@dataclass(kw_only=True)
+class OutputConfig:
+    """What a stage writes and its seed: top-level keys of every stage YAML (`ode-pairs` has only these)."""
+
+    output_dir: str
+    """What the stage produces, with train_config.yaml (the resolved config): the EMA model as a diffusers
+    directory (config.json + safetensors; `teacher`, `student`, `r1`) or pairs.safetensors + prompts.json
+    (`ode-pairs`). Mandatory: every stage YAML sets it."""
+    seed: int = 0
+    """Seed of everything random in the stage: the initialisation, and batch / ODE pair / rollout k depends only
+    on (seed, k) (and on the process rank r for `r1`)."""
+
+    def __post_init__(self) -> None:
+        if not str(self.output_dir).strip():
+            raise ConfigError("'output_dir' is empty")
+
+
+@dataclass(kw_only=True)
+class RunConfig(OutputConfig):
+    """`OutputConfig` plus the Lightning run of a training stage (`teacher`, `student`, `r1`)."""
+
+    run_dir: str | None = None
+    """Lightning checkpoints (checkpoints/last.ckpt) and logs (logs/csv, logs/tensorboard; `r1` also samples/);
+    null: <output_dir>/run."""
+    resume: str = "auto"
+    """auto (last.ckpt of run_dir when it exists), never, or a checkpoint path (CLI: --resume)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.run_dir is not None and Path(self.run_dir).resolve() == Path(self.output_dir).resolve():
+            raise ConfigError(f"'run_dir' must differ from 'output_dir' ({self.output_dir}); e.g. {self.output_dir}/run")
+
+    @property
+    def run_path(self) -> Path:
+        """``run_dir``, or ``<output_dir>/run`` when it is null."""
+        return Path(self.run_dir) if self.run_dir is not None else Path(self.output_dir) / "run"
 
 
 @dataclass
@@ -175,17 +217,9 @@ class NetConfig:
 
 
 @dataclass
-class TeacherStageConfig:
+class TeacherStageConfig(RunConfig):
     """`streamvid-train teacher`: flow matching with prompt dropout on the shapes world."""
 
-    output_dir: str = "outputs/train/shapes_teacher"
-    """The EMA model as a diffusers directory (config.json + safetensors) and train_config.yaml."""
-    run_dir: str | None = None
-    """Lightning checkpoints (checkpoints/last.ckpt) and logs (logs/csv, logs/tensorboard); null: <output_dir>/run."""
-    resume: str = "auto"
-    """auto (last.ckpt of run_dir when it exists), never, or a checkpoint path."""
-    seed: int = 0
-    """Seed of the initialisation and of every batch (batch k depends only on seed and k)."""
     model: NetConfig = field(default_factory=NetConfig)
     data: ShapesDataConfig = field(default_factory=ShapesDataConfig)
     noise: NoiseLevelsConfig = field(default_factory=NoiseLevelsConfig)
@@ -197,21 +231,18 @@ class TeacherStageConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
     def __post_init__(self) -> None:
-        check_run_paths(self.output_dir, self.run_dir)
+        super().__post_init__()
         check_chunk(self.chunk_frames, self.data.world.num_frames)
         if self.block_causal and self.model.kind != "wan":
             raise ConfigError("block_causal: true needs model.kind: wan (the conv net is bidirectional)")
 
 
 @dataclass
-class OdePairsStageConfig:
+class OdePairsStageConfig(OutputConfig):
     """`streamvid-train ode-pairs`: the teacher's guided Euler ODE solutions, recorded at the student's levels."""
 
     teacher: str = "assets/shapes/teacher"
     """The teacher's diffusers directory (output_dir of `streamvid-train teacher`)."""
-    output_dir: str = "outputs/train/shapes_ode_pairs"
-    """Writes pairs.safetensors (x_levels [N, K, C, T, h, w], x0 [N, C, T, h, w], sigmas [K], timesteps [K]),
-    prompts.json and train_config.yaml."""
     num_pairs: int = 1536
     split: str = "train"
     """Prompts of items first_index .. first_index + num_pairs - 1 of this split."""
@@ -222,15 +253,14 @@ class OdePairsStageConfig:
     shift: float | None = None
     """Shift of the Euler grid; null: the student sampler's (sampler.shift). Any other value must still put the
     few-step levels on the grid."""
-    cfg_scale: float = 2.0
-    """Classifier-free guidance scale s (v = c + (s - 1)(c - u), against the "" prompt)."""
+    guidance_scale: float = 1.0
+    """Classifier-free guidance g of v = c + g (c - u) against the "" prompt (`score_model.cfg_combine`, the
+    package's one convention; standard CFG scale g + 1; 0: no guidance). Was ``cfg_scale`` s = g + 1."""
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     """The student's sampler (mount sampler/self_forcing.yaml): its few-step levels are recorded."""
     world: WorldConfig = field(default_factory=WorldConfig)
-    seed: int = 0
-    """Noise of pair i depends only on (seed, i)."""
     dtype: str = "float32"
-    """Storage dtype of the latents: float32 | float16 | bfloat16."""
+    """Storage dtype of the latents: float32 | bfloat16 | float16."""
     precision: str = "32-true"
     """Teacher forwards in 32-true (fp32) or bf16-mixed (bf16 autocast, about 3x faster for the conv teacher on
     CPU); the Euler state is fp32 either way."""
@@ -238,15 +268,14 @@ class OdePairsStageConfig:
     progress_bar: bool = True
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_choice("split", self.split, ("train", "val", "heldout"))
         check_choice("precision", self.precision, PRECISIONS)
-        check_choice("dtype", self.dtype, ("float32", "float16", "bfloat16"))
+        check_dtype("dtype", self.dtype)
         if min(self.num_pairs, self.batch_size, self.num_steps, self.threads) < 1 or self.first_index < 0:
             raise ConfigError("num_pairs, batch_size, num_steps and threads must be >= 1, first_index >= 0")
-        if self.cfg_scale < 1.0:
-            raise ConfigError(f"'cfg_scale' must be >= 1 (1: no guidance), got {self.cfg_scale}")
-        if not str(self.output_dir).strip():
-            raise ConfigError("'output_dir' is empty")
+        if self.guidance_scale < 0.0:
+            raise ConfigError(f"'guidance_scale' must be >= 0 (0: no guidance), got {self.guidance_scale}")
 
     @property
     def grid_shift(self) -> float:
@@ -257,24 +286,21 @@ class OdePairsStageConfig:
 class FlowDistillConfig:
     """objective=flow_distill: regress the teacher's guided flow at data-noised inputs."""
 
-    cfg_scale: float = 2.0
-    """Guidance scale of the teacher's target flow (c + (s - 1)(c - u))."""
+    guidance_scale: float = 1.0
+    """Guidance g of the teacher's target flow c + g (c - u) (`score_model.cfg_combine`; standard CFG scale g + 1).
+    Was ``cfg_scale`` s = g + 1."""
     noise: NoiseLevelsConfig = field(default_factory=lambda: NoiseLevelsConfig(shift=3.0, p_chunk_noise=0.5))
     data: ShapesDataConfig = field(default_factory=ShapesDataConfig)
 
     def __post_init__(self) -> None:
-        if self.cfg_scale < 1.0:
-            raise ConfigError(f"'flow_distill.cfg_scale' must be >= 1, got {self.cfg_scale}")
+        if self.guidance_scale < 0.0:
+            raise ConfigError(f"'flow_distill.guidance_scale' must be >= 0, got {self.guidance_scale}")
 
 
 @dataclass
-class StudentStageConfig:
+class StudentStageConfig(RunConfig):
     """`streamvid-train student`: the causal Wan student regressed onto ODE pairs (or the teacher's flow)."""
 
-    output_dir: str = "outputs/train/shapes_student"
-    run_dir: str | None = None
-    resume: str = "auto"
-    seed: int = 0
     objective: str = "ode"
     """ode: x0 prediction from the pairs' x at a few-step level (Self-Forcing's ODE init) | flow_distill."""
     pairs: str | None = "outputs/train/shapes_ode_pairs"
@@ -299,7 +325,7 @@ class StudentStageConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
     def __post_init__(self) -> None:
-        check_run_paths(self.output_dir, self.run_dir)
+        super().__post_init__()
         check_choice("objective", self.objective, ("ode", "flow_distill"))
         check_choice("level_sampling", self.level_sampling, ("per_chunk", "per_clip"))
         if not 0.0 <= self.p_uncond <= 1.0:
@@ -312,14 +338,6 @@ class StudentStageConfig:
     @property
     def chunk_frames(self) -> int:
         return self.sampler.cache.chunk_frames
-
-
-def check_run_paths(output_dir: str, run_dir: str | None) -> None:
-    """``output_dir`` set; ``run_dir`` (when set) not the output directory itself."""
-    if not str(output_dir).strip():
-        raise ConfigError("'output_dir' is empty")
-    if run_dir is not None and Path(run_dir).resolve() == Path(output_dir).resolve():
-        raise ConfigError(f"'run_dir' must differ from 'output_dir' ({output_dir}); e.g. {output_dir}/run")
 
 
 def check_chunk(chunk_frames: int, num_frames: int) -> None:

@@ -1,6 +1,7 @@
 """The training stages of the shapes world: teacher, ODE pairs, ODE-init student (`streamvid-train <stage>`).
 
-Each stage is ``check_<stage>(cfg)`` then ``run_<stage>(cfg)``:
+Each stage is ``check_<stage>(cfg)`` then ``run_<stage>(cfg)``; the training stages (and `r1_stage.run_r1`) start
+through one sequence, `run_stage`: check -> threads and seed -> build -> fit and export:
 
 * the check reads only configs, file headers and ``config.json`` files (no Lightning, no rendering, no model),
   so bad input (a missing teacher or pairs directory, a model of another size, a grid without the student's
@@ -18,8 +19,9 @@ from __future__ import annotations
 
 import random
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -31,6 +33,7 @@ from streamvid.distill.ode_pairs import few_step_grid_indices, latent_patch, rea
 from streamvid.distill.stage_config import (
     NoiseLevelsConfig,
     OdePairsStageConfig,
+    RunConfig,
     ShapesDataConfig,
     StudentStageConfig,
     TeacherStageConfig,
@@ -41,16 +44,16 @@ __all__ = [
     "check_student",
     "check_teacher",
     "run_ode_pairs",
+    "run_stage",
     "run_student",
     "run_teacher",
 ]
 
+C = TypeVar("C", bound=RunConfig)
+B = TypeVar("B")
+
 CONFIG_NAME = "train_config.yaml"
 """The resolved config, next to a stage's outputs (config.json is the model's own, written by diffusers)."""
-
-
-def run_dir_of(cfg) -> Path:
-    return Path(cfg.run_dir) if cfg.run_dir is not None else Path(cfg.output_dir) / "run"
 
 
 def log(message: str) -> None:
@@ -66,12 +69,10 @@ def _check_text_dim(text_dim: int, key: str) -> None:
         raise ConfigError(f"'{key}'={text_dim} is smaller than the bag-of-words vocabulary ({words} words)")
 
 
-def _check_dirs(cfg: TeacherStageConfig | StudentStageConfig) -> None:
+def check_run(cfg: RunConfig) -> None:
+    """The `RunConfig` part of a training stage's check: writable output and run directories, a resume file."""
     check_output_dir(cfg.output_dir, "output_dir")
-    check_output_dir(run_dir_of(cfg), "run_dir")
-
-
-def _check_resume_path(cfg) -> None:
+    check_output_dir(cfg.run_path, "run_dir")
     if cfg.resume not in ("auto", "never") and not Path(cfg.resume).is_file():
         raise ConfigError(f"resume: checkpoint not found: {cfg.resume} (give a .ckpt file, 'auto' or 'never')")
 
@@ -93,8 +94,7 @@ def _check_wan_channels(model, channels: int, key: str) -> None:
 
 def check_teacher(cfg: TeacherStageConfig) -> None:
     """Everything `run_teacher` needs that can be checked without building it (`ConfigError` otherwise)."""
-    _check_dirs(cfg)
-    _check_resume_path(cfg)
+    check_run(cfg)
     channels = cfg.data.latent_channels
     _check_text_dim(cfg.model.text_dim, f"model.{cfg.model.kind}.text_dim")
     if cfg.model.kind == "wan":
@@ -125,8 +125,7 @@ def check_ode_pairs(cfg: OdePairsStageConfig) -> dict[str, Any]:
 
 def check_student(cfg: StudentStageConfig) -> dict[str, Any] | None:
     """Check the pairs (objective ode) or the teacher (flow_distill), sizes and paths; returns the pairs header."""
-    _check_dirs(cfg)
-    _check_resume_path(cfg)
+    check_run(cfg)
     model, chunk = cfg.model, cfg.chunk_frames
     _check_text_dim(model.text_dim, "model.text_dim")
     if model.in_channels != model.out_channels:
@@ -220,7 +219,7 @@ def _fit(cfg, module, make_draw, what: str) -> Path:
     from streamvid.distill.shapes_data import StepBatches
     from streamvid.distill.trainer import ExportCallback, build_trainer, check_checkpoint, resolve_resume
 
-    run_dir, out_dir, trainer_cfg = run_dir_of(cfg), Path(cfg.output_dir), cfg.trainer
+    run_dir, out_dir, trainer_cfg = cfg.run_path, Path(cfg.output_dir), cfg.trainer
     ckpt_path, start = resolve_resume(cfg.resume, run_dir), 0
     if ckpt_path is not None:
         ckpt = check_checkpoint(ckpt_path, module)
@@ -251,6 +250,18 @@ def _fit(cfg, module, make_draw, what: str) -> Path:
     return out_dir
 
 
+def run_stage(cfg: C, check: Callable[[C], Any], build: Callable[[], B], fit: Callable[[B], Path]) -> Path:
+    """The start-up of every training stage: ``check(cfg)`` (configs and files only, `ConfigError` before any
+    building), torch threads and the seed, ``build()`` (the stage's networks, in the seeded RNG state), then
+    ``fit(built)`` (train and export; returns ``output_dir``)."""
+    check(cfg)
+    import lightning.pytorch as pl
+
+    torch.set_num_threads(cfg.trainer.threads)
+    pl.seed_everything(cfg.seed, verbose=False)
+    return fit(build())
+
+
 def _init_weights(net: torch.nn.Module, path: str | None, key: str) -> None:
     if path:
         from streamvid.distill.networks import load_model_dir
@@ -260,17 +271,17 @@ def _init_weights(net: torch.nn.Module, path: str | None, key: str) -> None:
 
 def run_teacher(cfg: TeacherStageConfig) -> Path:
     """Flow matching of the teacher on the shapes world (`TeacherStageConfig`); returns ``output_dir``."""
-    check_teacher(cfg)
-    import lightning.pytorch as pl
+    return run_stage(cfg, check_teacher, lambda: _build_teacher(cfg), lambda built: _fit(cfg, *built, "teacher"))
 
+
+def _build_teacher(cfg: TeacherStageConfig):
+    """(the `FlowMatchingModule`, ``make_draw``)."""
     from streamvid.core.causal_wan import BlockCausal
     from streamvid.core.codecs import PixelCodec
     from streamvid.distill.lightning_modules import FlowMatchingModule
     from streamvid.distill.networks import build_conv, build_wan
     from streamvid.distill.shapes_data import make_pool
 
-    torch.set_num_threads(cfg.trainer.threads)
-    pl.seed_everything(cfg.seed, verbose=False)
     codec = PixelCodec(cfg.data.codec_patch)
     if cfg.model.kind == "conv":
         net = build_conv(cfg.model.conv, codec.latent_channels)
@@ -286,7 +297,7 @@ def run_teacher(cfg: TeacherStageConfig) -> Path:
         return flow_batches(latents, specs, codec, cfg.data, cfg.noise, cfg.chunk_frames, cfg.trainer.batch_size,
                             cfg.seed)
 
-    return _fit(cfg, module, make_draw, "teacher")
+    return module, make_draw
 
 
 def run_ode_pairs(cfg: OdePairsStageConfig) -> Path:
@@ -300,7 +311,7 @@ def run_ode_pairs(cfg: OdePairsStageConfig) -> Path:
     out_dir = Path(cfg.output_dir)
     write_resolved_config(cfg, out_dir / CONFIG_NAME)
     log(f"ode-pairs: {cfg.num_pairs} pairs from {cfg.teacher} ({cfg.num_steps} Euler steps, shift {cfg.grid_shift}, "
-        f"cfg scale {cfg.cfg_scale}), recorded at t = {[round(float(t), 1) for t in cfg.sampler.schedule().timesteps]}")
+        f"guidance {cfg.guidance_scale}), recorded at t = {[round(float(t), 1) for t in cfg.sampler.schedule().timesteps]}")
     path = generate_ode_pairs(cfg, teacher, out_dir)
     log(f"ode-pairs: wrote {path}")
     return path
@@ -308,9 +319,11 @@ def run_ode_pairs(cfg: OdePairsStageConfig) -> Path:
 
 def run_student(cfg: StudentStageConfig) -> Path:
     """ODE-init regression (or flow distillation) of the causal Wan student; returns ``output_dir``."""
-    check_student(cfg)
-    import lightning.pytorch as pl
+    return run_stage(cfg, check_student, lambda: _build_student(cfg), lambda built: _fit(cfg, *built, "student"))
 
+
+def _build_student(cfg: StudentStageConfig):
+    """(the `ODERegressionModule` or `FlowMatchingModule`, ``make_draw``)."""
     from streamvid.core.causal_wan import BlockCausal
     from streamvid.core.codecs import PixelCodec
     from streamvid.distill.lightning_modules import FlowMatchingModule, ODERegressionModule
@@ -318,8 +331,6 @@ def run_student(cfg: StudentStageConfig) -> Path:
     from streamvid.distill.ode_pairs import load_ode_pairs
     from streamvid.distill.shapes_data import make_pool
 
-    torch.set_num_threads(cfg.trainer.threads)
-    pl.seed_everything(cfg.seed, verbose=False)
     net = build_wan(cfg.model, cfg.zero_init)
     _init_weights(net, cfg.init_from, "init_from")
     mask = BlockCausal(cfg.chunk_frames) if cfg.block_causal else None
@@ -336,7 +347,7 @@ def run_student(cfg: StudentStageConfig) -> Path:
         fd = cfg.flow_distill
         teacher = load_model_dir(cfg.teacher, "teacher")
         module = FlowMatchingModule(net, cfg.model.text_dim, cfg.optim, mask, teacher=teacher,
-                                    guidance=fd.cfg_scale - 1.0)
+                                    guidance=fd.guidance_scale)
 
         def make_draw():
             codec = PixelCodec(fd.data.codec_patch)
@@ -344,4 +355,4 @@ def run_student(cfg: StudentStageConfig) -> Path:
             latents, specs = make_pool(fd.data.world, fd.data.pool, codec)
             return flow_batches(latents, specs, codec, fd.data, fd.noise, cfg.chunk_frames, batch, cfg.seed)
 
-    return _fit(cfg, module, make_draw, "student")
+    return module, make_draw

@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from streamvid.core.atomic import atomic_write
 from streamvid.core.config import ConfigError
 from streamvid.core.video_io import read_video, write_video
 
@@ -219,14 +218,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, fps: float = VBENCH_
 
 def _export_one(src: Path, dst: Path, fps: float) -> None:
     if src.suffix.lower() == ".mp4" and abs(_mp4_fps(src) - fps) < 1e-3:
-        fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=".export.", suffix=".tmp.mp4")
-        os.close(fd)
-        try:
+        with atomic_write(dst) as tmp:
             shutil.copyfile(src, tmp)
-            _publish(tmp, dst)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         return
     video, _ = read_video(src)
     write_video(dst, video, fps=fps)
@@ -243,20 +236,6 @@ def _mp4_fps(path: Path) -> float:
 
 
 def _atomic_text(path: Path, write) -> None:
-    """Write a text file through a temporary name in the same folder and rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            write(f)
-        _publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _publish(tmp: str, dst: Path) -> None:
-    """Give ``tmp`` ordinary permissions (mkstemp makes 0600) and rename it to ``dst``."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, dst)
+    """Write a text file with ``write(f)`` (`atomic_write`)."""
+    with atomic_write(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
+        write(f)

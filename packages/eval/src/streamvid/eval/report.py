@@ -23,7 +23,7 @@ import pandas as pd
 
 __all__ = [
     "META_COLUMNS", "bootstrap_ci", "higher_is_better", "metric_columns", "paired_comparison", "plot_curves",
-    "plot_window_curves", "read_scores", "summarize", "to_markdown", "write_report",
+    "plot_window_curves", "read_scores", "seed_mean_ci", "summarize", "to_markdown", "write_report",
 ]
 
 META_COLUMNS = ("prompt_index", "prompt_id", "prompt", "sample_index", "seed", "status", "error", "source",
@@ -76,6 +76,14 @@ def bootstrap_ci(values: Iterable[float], *, n_boot: int = 1000, level: float = 
         means[start:stop] = x[rng.integers(0, x.size, size=(stop - start, x.size))].mean(axis=1)
     lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
+
+
+def seed_mean_ci(d, *, n_boot: int = 4000, level: float = 0.95, seed: int = 0) -> list[float]:
+    """``[mean, lo, hi]`` (4 decimals) of ``d [S, P]`` (seeds x prompts, e.g. paired differences): the mean, and
+    `bootstrap_ci` over prompts of the seed means."""
+    x = np.asarray(d, dtype=np.float64)
+    lo, hi = bootstrap_ci(x.mean(axis=0).tolist(), n_boot=n_boot, level=level, seed=seed)
+    return [round(float(x.mean()), 4), round(lo, 4), round(hi, 4)]
 
 
 def _ok(table: pd.DataFrame) -> pd.DataFrame:

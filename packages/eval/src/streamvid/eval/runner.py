@@ -54,6 +54,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from streamvid.core.atomic import atomic_write
 from streamvid.core.cli.errors import one_line
 from streamvid.core.cli.paths import check_output_dir, write_resolved_config
 from streamvid.core.config import ConfigError, load_config
@@ -175,11 +176,12 @@ def _run(cfg: EvalConfig, generator: Any, rank: int, world: int) -> EvalResult:
                           f"{cfg.num_frames}")
     _check_same_run(cfg, out)
     mine = [it for it in items if it.entry.index % world == rank]
-    state = {"generator": generator}
     notes = _run_notes(cfg, built_here=generator is None)
     if generator is None and cfg.videos_dir is None:
+        # the one build: every video `_process` generates is missing now (a missing or mismatched checkpoint
+        # fails here, exit 2)
         if any(not (out / "videos" / it.video_name()).is_file() for it in mine):
-            state["generator"] = _build_generator(cfg)  # a missing or mismatched checkpoint fails here, exit 2
+            generator = _build_generator(cfg)
         _check_text_encoder(cfg, announce=rank == 0)
     _barrier(world)  # every rank has read the old config before rank 0 replaces it
     if rank == 0:
@@ -194,7 +196,7 @@ def _run(cfg: EvalConfig, generator: Any, rank: int, world: int) -> EvalResult:
         if prev is not None and (_complete(prev, cfg) or (prev["status"] != "ok" and not cfg.retry_failed)):
             counts["skipped"] += 1
             continue
-        rec = _process(item, prev if prev and prev["status"] == "ok" else None, cfg, metrics, out, state, counts)
+        rec = _process(item, prev if prev and prev["status"] == "ok" else None, cfg, metrics, out, generator, counts)
         _append(shard, rec)
         counts["failed" if rec["status"] != "ok" else "scored"] += 1
         bar.set_postfix(failed=counts["failed"])
@@ -248,7 +250,7 @@ def _build_generator(cfg: EvalConfig):
         return build_generator(cfg.generator, vocabulary=vocab)
 
 
-def _process(item, prev, cfg, metrics, out, state, counts) -> dict:
+def _process(item, prev, cfg, metrics, out, generator, counts) -> dict:
     """Get the video (read or generate) and score the metrics ``prev`` lacks; never raises for one video."""
     t0 = time.perf_counter()
     rec = {"key": item.key, "prompt": item.entry.prompt, "prompt_id": item.entry.id,
@@ -267,7 +269,7 @@ def _process(item, prev, cfg, metrics, out, state, counts) -> dict:
             rec["file"] = f"videos/{item.video_name()}"
             rec["source"] = "file"
             if not (out / rec["file"]).is_file():
-                write_video(out / rec["file"], _generate(item, cfg, state), fps=fps)
+                write_video(out / rec["file"], _generate(item, cfg, generator), fps=fps)
                 rec["source"] = "generator"
                 counts["generated"] += 1
             frames, _ = read_video(out / rec["file"])  # score the decoded file, as VBench does (see above)
@@ -277,12 +279,9 @@ def _process(item, prev, cfg, metrics, out, state, counts) -> dict:
     return _finish(rec, errors, t0)
 
 
-def _generate(item: WorkItem, cfg: EvalConfig, state: dict) -> torch.Tensor:
-    if state["generator"] is None:  # built up front by `_run` whenever a video is missing; kept as a fallback
-        state["generator"] = _build_generator(cfg)
+def _generate(item: WorkItem, cfg: EvalConfig, generator: Any) -> torch.Tensor:
     with torch.no_grad():
-        chunks = [c[0].float().cpu() for c in state["generator"].stream_video([item.entry.prompt], cfg.num_frames,
-                                                                              item.seed)]
+        chunks = [c[0].float().cpu() for c in generator.stream_video([item.entry.prompt], cfg.num_frames, item.seed)]
     return torch.cat(chunks, dim=0)
 
 
@@ -366,9 +365,8 @@ def _write_tables(out: Path, table: pd.DataFrame, windows: pd.DataFrame) -> None
     for name, frame in (("scores.csv", table), ("windows.csv", windows)):
         if name == "windows.csv" and frame.empty:
             continue
-        tmp = out / f".{name}.tmp"
-        frame.to_csv(tmp, index=False)
-        os.replace(tmp, out / name)
+        with atomic_write(out / name) as tmp:
+            frame.to_csv(tmp, index=False)
     with contextlib.suppress(ImportError):  # neither pyarrow nor fastparquet: CSV only
         table.to_parquet(out / "scores.parquet", index=False)
 

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -25,6 +23,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from streamvid.core.atomic import atomic_write
 from streamvid.core.cli.errors import run_cli
 from streamvid.core.cli.paths import check_output_file, write_resolved_config
 from streamvid.core.config import ConfigError, check_choice, load_config
@@ -116,11 +115,9 @@ def resolve_config(args: argparse.Namespace) -> InferT1Config:
     return cfg
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+def _write_json(path: Path, data: dict) -> None:
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2))
 
 
 def draw_tree(tree: list[list[TreeNode]], routes: dict[int, str], chunk_frames: int, path: Path,
@@ -148,10 +145,11 @@ def draw_tree(tree: list[list[TreeNode]], routes: dict[int, str], chunk_frames: 
     ax.set_ylabel("fused score (filled: kept)")
     ax.set_title("search tree (red: route of the chunk when it left the window)", fontsize=9)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, dpi=100)
+    finally:
+        plt.close(fig)
 
 
 def infer(args: argparse.Namespace) -> int:
@@ -196,13 +194,13 @@ def infer(args: argparse.Namespace) -> int:
                           "flags": best.flags.get(k * gen.sampler.chunk_frames)}
                          for k, (s, lg, f) in enumerate(zip(best.short, best.long, best.fused, strict=False))],
               "routes": {str(k): v for k, v in best.routes.items()}}
-    _atomic_write(files["scores"], json.dumps(scores, indent=2).encode())
-    _atomic_write(files["tree"], json.dumps({"tree": result.tree_dicts(), "routes": scores["routes"],
-                                             "search": asdict(cfg.search)}, indent=2).encode())
+    _write_json(files["scores"], scores)
+    _write_json(files["tree"], {"tree": result.tree_dicts(), "routes": scores["routes"],
+                                "search": asdict(cfg.search)})
     draw_tree(result.tree, best.routes, gen.sampler.chunk_frames, files["tree_png"], switches)
     plain_nfe = chunks * (len(gen.sampler.schedule) + 1)
     ledger = result.ledger.to_dict() | {"plain_nfe": plain_nfe, "cost_multiple": round(result.ledger.nfe / plain_nfe, 3)}
-    _atomic_write(files["ledger"], json.dumps(ledger, indent=2).encode())
+    _write_json(files["ledger"], ledger)
     write_resolved_config(cfg, files["config"])
     print(f"{PROG}: wrote {', '.join(str(p) for p in files.values())}", file=sys.stderr)
     return 0

@@ -8,13 +8,12 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from streamvid.core.config import ConfigError, save_resolved_config
+from streamvid.core.atomic import atomic_write
+from streamvid.core.config import ConfigError, resolved_config_yaml
 
 __all__ = ["check_output_dir", "check_output_file", "write_resolved_config"]
 
@@ -53,16 +52,13 @@ def check_output_file(path: str | os.PathLike, what: str, suffixes: Sequence[str
 def write_resolved_config(cfg: Any, path: str | os.PathLike) -> Path:
     """Write the resolved config (`save_resolved_config`'s YAML) to `path` atomically; no other file is touched.
 
-    The YAML is written in a private temporary folder next to `path` and renamed onto `path` (`os.replace`), so
-    `path` is either the old file or the complete new one, and a ``config.yaml`` already in that folder stays.
+    Written through `atomic_write`, so `path` is either the old file or the complete new one, and a
+    ``config.yaml`` already in that folder stays.
     """
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"cannot write the resolved config to {path}: it is a directory")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.replace(save_resolved_config(cfg, tmp_dir), path)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+    text = resolved_config_yaml(cfg)
+    with atomic_write(path) as tmp:
+        tmp.write_text(text)
     return path

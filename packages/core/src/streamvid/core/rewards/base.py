@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from streamvid.core.config import check_choice
+from streamvid.core.dtypes import DTYPES
 
 __all__ = [
     "AXES",
@@ -40,9 +41,6 @@ AXES = ("visual", "motion", "text")
 
 COMBINE_MODES = ("mean", "sum", *AXES)
 """How ``score`` is made from the axes: their mean, their sum, or one named axis."""
-
-DTYPES = ("float32", "bfloat16", "float16")
-"""Weight dtypes an adapter config may name (``torch.<name>``)."""
 
 
 @dataclass
