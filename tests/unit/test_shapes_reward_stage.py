@@ -101,6 +101,6 @@ def test_bad_config_is_one_error_line_and_exit_2(tmp_path, capsys, override, mes
     code = train_main(["shapes-reward", "--config", str(YAML), "--set", f"output_dir={tmp_path}/r",
                        "--set", override])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and err[0].startswith("error:"), err
+    assert code == 2 and len(err) == 1 and err[0].startswith("streamvid-train: error: "), err
     assert re.search(message, err[0]), err[0]
     assert not (tmp_path / "r").exists()
