@@ -95,7 +95,7 @@ def test_stage_writes_a_checkpoint_the_registry_loads(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("override", "message"),
     [("stepz=3", "unknown key 'stepz'"), ("p_clean=2", "'p_clean' must lie in \\[0, 1\\]"),
-     ("fresh_per_step=99", "'fresh_per_step' must lie in"), ("output_dir=", "'output_dir' is empty")],
+     ("fresh_per_step=2000", "'fresh_per_step' must lie in"), ('output_dir=""', "'output_dir' is empty")],
 )  # fmt: skip
 def test_bad_config_is_one_error_line_and_exit_2(tmp_path, capsys, override, message):
     code = train_main(["shapes-reward", "--config", str(YAML), "--set", f"output_dir={tmp_path}/r",
