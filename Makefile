@@ -48,8 +48,8 @@ lint: $(STAMP) ## ruff over packages, tests and bench
 generate: $(STAMP) ## stream one video: make generate CONFIG=... PROMPT="..." OUT=...
 	$(VENV)/bin/streamvid-generate --config $(CONFIG) --prompt "$(PROMPT)" --out $(OUT)
 
-shapes-reward: $(STAMP) ## train the learned shapes reward on CPU (~7 min on an idle core, capped at 20) into its shipped checkpoint folder
-	OMP_NUM_THREADS=1 $(PY) -m streamvid.core.world.train_reward --out packages/core/src/streamvid/core/world/assets/shapes_learned_reward --minutes 20 --seed 0 --threads 1
+shapes-reward: $(STAMP) ## train the learned shapes reward on CPU (~7 min on an idle core, capped at 40) into its shipped checkpoint folder
+	OMP_NUM_THREADS=1 $(VENV)/bin/streamvid-train shapes-reward --config configs/train/shapes_reward.yaml
 
 eval: $(STAMP) ## evaluate a small shapes-world suite (outputs/eval/shapes_smoke; resumable)
 	$(VENV)/bin/streamvid-eval --config configs/eval/shapes_smoke.yaml

@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/shapes_rewards.py --out outputs/bench/shapes_rewards.json
 
-Uses the same fixed held-out examples as the learned reward's training report (`train_reward.make_examples`:
-val + heldout splits, each axis on clean videos and videos corrupted on that axis, so the oracle's ties on
-flawless videos stay a minority) and reports per-axis Spearman correlations between the three scorers.
+Uses the same fixed held-out examples as the learned reward's training report
+(`streamvid.distill.shapes_reward_data.make_examples`: val + heldout splits, each axis on clean videos and
+videos corrupted on that axis, so the oracle's ties on flawless videos stay a minority) and reports per-axis Spearman correlations between the three scorers.
 
 Next to them, the degenerate-set table (`world.degenerate`: blank, constant, noise, static, vanishing, two
 objects, blob, wrong colour and direction) and the mild corruptions on ``--clips`` val videos: each scorer's
@@ -20,11 +20,13 @@ from pathlib import Path
 
 import torch
 
-from streamvid.core.rewards import build_reward
+from streamvid.core.rewards import AXES, build_reward
 from streamvid.core.world import WorldConfig, render_corrupted, sample_attributes, score_batch
 from streamvid.core.world.corrupt import CORRUPTION_AXES
 from streamvid.core.world.degenerate import DEGENERATE_AXES, degenerate_examples
-from streamvid.core.world.train_reward import AXES, EVAL_STREAM, TrainRewardConfig, make_examples, spearman
+from streamvid.distill.shapes_reward_config import ShapesRewardStageConfig
+from streamvid.distill.shapes_reward_data import EVAL_STREAM, make_examples
+from streamvid.distill.shapes_reward_metrics import spearman
 
 
 def scores(reward, videos: torch.Tensor, prompts: list[str], batch: int = 64) -> torch.Tensor:
@@ -79,7 +81,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=16, help="val clips for the degenerate-set table")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = TrainRewardConfig()
+    cfg = ShapesRewardStageConfig()
     analytic, learned = build_reward("shapes_analytic"), build_reward("shapes_learned")
     result: dict = {"examples_per_axis": cfg.eval_val + cfg.eval_heldout, "spearman": {}}
     for axis in AXES:

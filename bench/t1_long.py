@@ -33,6 +33,7 @@ import torch
 
 from streamvid.core.config import load_config
 from streamvid.core.generator import build_generator, prompt_vocabulary
+from streamvid.core.rewards import build_reward
 from streamvid.core.world import WorldConfig
 from streamvid.core.world.dataset import colour_shape_pairs
 from streamvid.core.world.oracle import score_details
@@ -96,7 +97,7 @@ def main() -> None:
         colour, shape = pairs[i % len(pairs)]
         plans.append([f"a {colour} {shape} moving {d}" for d in segment_directions(i, args.segments)])
     gen = build_generator(cfg.generator, vocabulary=prompt_vocabulary([q for ps in plans for q in ps]))
-    reward = cfg.reward.build()
+    reward = build_reward(cfg.reward.config())
     chunk = gen.sampler.chunk_frames
     seg_frames = args.segment_chunks * chunk
     num_frames = args.segments * seg_frames

@@ -23,6 +23,7 @@ import torch
 
 from streamvid.core.config import load_config
 from streamvid.core.generator import build_generator, prompt_vocabulary
+from streamvid.core.rewards import build_reward
 from streamvid.core.world import WorldConfig, sample_attributes, score_details
 from streamvid.eval.report import seed_mean_ci
 from streamvid.tts.cli import InferT1Config
@@ -58,7 +59,7 @@ def main() -> None:
     cfg = load_config(Path(args.config), [], schema=InferT1Config)
     prompts = [sample_attributes(WorldConfig(), args.split, i)[1] for i in range(args.prompts)]
     gen = build_generator(cfg.generator, vocabulary=prompt_vocabulary(prompts))
-    reward = cfg.reward.build()
+    reward = build_reward(cfg.reward.config())
     budgets = [float(b) for b in args.budgets.split(",")]
     rows = []
     start = time.perf_counter()

@@ -152,12 +152,13 @@ def throughput(history: int, candidates: int, repeats: int, config: str, prompt:
 def overhead(config: str, prompt: str, repeats: int) -> dict:
     from streamvid.core.config import load_config
     from streamvid.core.generator import build_generator, prompt_vocabulary
+    from streamvid.core.rewards import build_reward
     from streamvid.tts.cli import InferT1Config
     from streamvid.tts.search import chunk_search
 
     cfg = load_config(Path(config), [], schema=InferT1Config)
     gen = build_generator(cfg.generator, vocabulary=prompt_vocabulary([prompt]))
-    reward = cfg.reward.build()
+    reward = build_reward(cfg.reward.config())
     text = gen.text_encoder.encode([prompt]).embeddings
     out = {}
     for batched in (True, False):

@@ -18,6 +18,7 @@ from streamvid.core.config import load_config, save_resolved_config
 from streamvid.core.model_config import WanModelConfig
 from streamvid.core.sampler_config import SamplerConfig
 from streamvid.distill.dmd_config import DMDStageConfig
+from streamvid.distill.shapes_reward_config import ShapesRewardStageConfig
 from streamvid.distill.stage_config import OdePairsStageConfig, StudentStageConfig, TeacherStageConfig
 from streamvid.eval.runner_config import EvalConfig
 from streamvid.tts.cli import InferT1Config
@@ -34,6 +35,7 @@ SCHEMAS: dict[str, type | None] = {
     "configs/train/shapes_ode_pairs.yaml": OdePairsStageConfig,
     "configs/train/shapes_student.yaml": StudentStageConfig,
     "configs/train/shapes_r1.yaml": DMDStageConfig,
+    "configs/train/shapes_reward.yaml": ShapesRewardStageConfig,
     "experiments": DMDStageConfig,
     "experiments/stream_t1": InferT1Config,
     "configs/infer": InferT1Config,

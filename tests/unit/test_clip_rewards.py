@@ -2,71 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from reward_helpers import make_tiny_clip_dir, tiny_aesthetic, tiny_clip_frames
 
 from streamvid.core.rewards.clip_frames import MLPHead, clip_preprocess
 
-WORDS = ["a", "red", "blue", "green", "circle", "square", "triangle", "moving", "left", "right", "up", "down",
-         "then", "turns", "quickly"]  # fmt: skip
 PROMPTS = ["a red circle moving left", "a blue square moving up then turns right", "green"]
-
-
-def make_tiny_clip_dir(root: Path) -> Path:
-    """A tiny random CLIP (32 px images, 16-d projection), a word-level tokenizer and a 16->8->1 aesthetic head.
-
-    Idempotent. The head is saved as ``root/aesthetic.safetensors`` with LAION-style keys ``layers.{0,2}``.
-    """
-    from safetensors.torch import save_file
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import CLIPConfig, CLIPModel, PreTrainedTokenizerFast
-
-    if (root / "aesthetic.safetensors").is_file():
-        return root
-    root.mkdir(parents=True, exist_ok=True)
-    vocab = {t: i for i, t in enumerate(["<pad>", "<eos>", "<unk>", *WORDS])}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single="$A <eos>", special_tokens=[("<eos>", 1)])
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>"
-    )
-    fast.save_pretrained(root)
-    config = CLIPConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, max_position_embeddings=16, eos_token_id=1, pad_token_id=0,
-                         bos_token_id=1),
-        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                           num_attention_heads=2),
-        projection_dim=16,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    CLIPModel(config).save_pretrained(root)
-    gen = torch.Generator().manual_seed(1)
-    head = {"layers.0.weight": torch.randn(8, 16, generator=gen), "layers.0.bias": torch.randn(8, generator=gen),
-            "layers.2.weight": torch.randn(1, 8, generator=gen), "layers.2.bias": torch.zeros(1)}  # fmt: skip
-    save_file(head, str(root / "aesthetic.safetensors"))
-    return root
-
-
-def tiny_clip_frames(root: Path, **overrides):
-    from streamvid.core.rewards import build_reward
-
-    make_tiny_clip_dir(root)
-    return build_reward("clip_frames", model_dir=str(root), **overrides)
-
-
-def tiny_aesthetic(root: Path, **overrides):
-    from streamvid.core.rewards import build_reward
-
-    make_tiny_clip_dir(root)
-    return build_reward(
-        "aesthetic", model_dir=str(root), head_path=str(root / "aesthetic.safetensors"), **overrides
-    )
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,9 @@
 """Typed reward configs: one dataclass per reward, selected by name, from keywords, code or YAML.
 
-Every registered reward is built through its typed config (`build_reward_from_config`) and through a YAML
-``reward:`` section (`RewardSelection` via `load_config`), and scores exactly as the keyword build does;
-unknown fields fail naming the reward (keywords) or the key and the file (YAML); loading a selection
-imports no adapter.
+Every registered reward is built through its typed config (`build_reward(config)`) and through a YAML
+``reward:`` section (`RewardSelection` via `load_config`, a dataclass generated from the registry), and
+scores exactly as the keyword build does; unknown fields fail naming the reward (keywords) or the key and the
+file (YAML); loading a selection imports no adapter.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_rewards_contract import PROMPTS, TINY_BUILDERS, VIDEO_SHAPE
+from reward_helpers import PROMPTS, TINY_BUILDERS, VIDEO_SHAPE
 
 from streamvid.core.config import ConfigError, load_config, save_resolved_config
 from streamvid.core.rewards import (
@@ -29,13 +29,11 @@ from streamvid.core.rewards import (
     ShapesLearnedRewardConfig,
     VideoAlignConfig,
     build_reward,
-    build_reward_from_config,
     registered_rewards,
     reward_config,
     reward_config_class,
 )
 from streamvid.core.rewards import configs as configs_module
-from streamvid.core.rewards import registry as registry_module
 from streamvid.core.rewards.qwen2vl_preprocess import Qwen2VLVideoPreprocessor, Qwen2VLVideoSettings
 
 
@@ -66,7 +64,7 @@ def video():
 
 
 def test_selection_has_one_section_per_builtin_reward_typed_by_its_config_class():
-    assert set(RewardSelection.sections()) == set(registry_module._BUILTIN)
+    assert set(RewardSelection.sections()) == set(registered_rewards())
     hints = typing.get_type_hints(RewardSelection)
     for name in RewardSelection.sections():
         config_class = reward_config_class(name)  # the adapter's config_class
@@ -122,7 +120,7 @@ def test_typed_config_builds_every_registered_reward(built, video):
     name, reward = built
     config = reward.config
     assert type(config) is reward_config_class(name)
-    rebuilt = build_reward_from_config(name, dataclasses.replace(config))
+    rebuilt = build_reward(dataclasses.replace(config))
     assert type(rebuilt) is type(reward) and rebuilt.config == config
     _same_scores(reward, rebuilt, video)
 
@@ -135,7 +133,7 @@ def test_yaml_selection_builds_every_registered_reward(built, video, tmp_path):
     )
     cfg = load_config(written, schema=Schema)
     assert cfg.reward.name == name and cfg.reward.config() == reward.config
-    _same_scores(reward, cfg.reward.build(), video)
+    _same_scores(reward, build_reward(cfg.reward.config()), video)
 
 
 def test_keyword_build_makes_the_typed_config():
@@ -161,11 +159,24 @@ def test_unknown_keyword_fails_before_loading_weights(tmp_path):
         build_reward("videoalign", chekpoint_dir=str(tmp_path / "absent"))
 
 
-def test_wrong_config_class_is_a_type_error():
-    with pytest.raises(
-        TypeError, match="reward 'shapes_learned' takes a ShapesLearnedRewardConfig; got Shapes"
-    ):
-        build_reward_from_config("shapes_learned", ShapesAnalyticRewardConfig())
+def test_a_config_names_its_reward_and_options_come_only_with_a_name():
+    @dataclass
+    class Unregistered(RewardConfig):
+        pass
+
+    with pytest.raises(TypeError, match="Unregistered is not a registered reward config"):
+        build_reward(Unregistered())
+    with pytest.raises(TypeError, match="keyword options only with a reward name"):
+        build_reward(ShapesAnalyticRewardConfig(), static_px=1.0)
+    with pytest.raises(TypeError, match="takes a RewardConfig or a reward name"):
+        build_reward({"name": "shapes_analytic"})
+
+
+def test_a_config_edited_after_it_was_made_is_checked_again_when_built():
+    config = ShapesAnalyticRewardConfig()
+    config.combine = "max"
+    with pytest.raises(ConfigError, match="'combine' must be one of"):
+        build_reward(config)
 
 
 def test_shared_fields_are_checked_when_the_config_is_made():
@@ -215,31 +226,49 @@ def test_selection_composes_from_fragments_and_overrides(tmp_path):
         main, ["reward.name=shapes_analytic", "reward.shapes_analytic.combine=text"], schema=Schema
     )
     assert cfg.reward.config() == ShapesAnalyticRewardConfig(static_px=0.5, combine="text")
-    reward = cfg.reward.build()
+    reward = build_reward(cfg.reward.config())
     assert type(reward).__name__ == "ShapesAnalyticReward" and reward.config == cfg.reward.config()
 
 
-def test_runtime_registered_rewards_are_selectable(monkeypatch):
-    """A reward registered at run time has no typed section: the selection builds it with its defaults."""
-    monkeypatch.setattr(registry_module, "_REGISTRY", dict(registry_module._REGISTRY))
-    registry_module.register_reward(
-        "analytic_again", "streamvid.core.world.analytic_reward:ShapesAnalyticReward"
-    )
-    selection = RewardSelection(name="analytic_again")
-    assert selection.config() == ShapesAnalyticRewardConfig()
-    assert type(selection.build()).__name__ == "ShapesAnalyticReward"
+def test_a_reward_registers_on_its_config_and_the_selection_is_derived_from_the_registry(monkeypatch):
+    """Registering a config class is all a new reward needs: it builds by name and by config, and a
+    regenerated `RewardSelection` has its typed section (the shipped one has the built-in sections)."""
+    monkeypatch.setattr(RewardConfig, "_choices", dict(RewardConfig._choices))
+
+    @RewardConfig.register("analytic_again", target="streamvid.core.rewards.shapes_analytic:ShapesAnalyticReward")
+    @dataclass
+    class AnalyticAgainConfig(ShapesAnalyticRewardConfig):
+        pass
+
+    assert "analytic_again" in registered_rewards()
+    assert reward_config_class("analytic_again") is AnalyticAgainConfig
+    assert type(build_reward("analytic_again", static_px=0.5).config) is AnalyticAgainConfig
+    selection = configs_module.make_reward_selection()
+    assert typing.get_type_hints(selection)["analytic_again"] == AnalyticAgainConfig | None
+    picked = selection(name="analytic_again", analytic_again=AnalyticAgainConfig(static_px=0.5))
+    assert type(build_reward(picked.config())).__name__ == "ShapesAnalyticReward"
+    # the shipped selection was made at import: the new name is selectable with its defaults
+    assert RewardSelection(name="analytic_again").config() == AnalyticAgainConfig()
 
 
-def test_build_method_targets_and_plain_factories(monkeypatch):
-    monkeypatch.setattr(registry_module, "_REGISTRY", dict(registry_module._REGISTRY))
-    # the former "Class.build" form of a target still resolves to the class and its typed config
-    registry_module.register_reward("legacy", "streamvid.core.world.learned_reward:ShapesLearnedReward.build")
-    assert reward_config_class("legacy") is ShapesLearnedRewardConfig
-    # a target without a config_class is a plain factory: keywords only, no typed path
-    registry_module.register_reward("plain", "collections:OrderedDict")
-    assert build_reward("plain", a=1) == {"a": 1}
-    with pytest.raises(TypeError, match="'plain'.*has no config_class"):
-        reward_config("plain")
+def test_registry_rules(monkeypatch):
+    monkeypatch.setattr(RewardConfig, "_choices", dict(RewardConfig._choices))
+
+    @RewardConfig.register("dummy", target="streamvid.no_such_module:Reward")
+    @dataclass
+    class DummyConfig(RewardConfig):
+        pass
+
+    with pytest.raises(ImportError, match="streamvid.no_such_module:Reward"):
+        build_reward("dummy")  # the target is imported only when built
+    with pytest.raises(ValueError, match="'dummy' is already registered by DummyConfig"):
+        RewardConfig.register("dummy", target="other.module:Reward")(ShapesAnalyticRewardConfig)
+    with pytest.raises(ValueError, match="DummyConfig is already registered as reward 'dummy'"):
+        RewardConfig.register("dummy_again", target="other.module:Reward")(DummyConfig)
+    with pytest.raises(ValueError, match="module:Attr"):
+        RewardConfig.register("bad", target="no_colon")
+    with pytest.raises(TypeError, match="not a RewardConfig subclass"):
+        RewardConfig.register("plain", target="collections:OrderedDict")(dict)
 
 
 def test_loading_a_selection_imports_no_adapter(tmp_path):
@@ -256,7 +285,7 @@ def test_loading_a_selection_imports_no_adapter(tmp_path):
         f"cfg = load_config({str(path)!r}, schema=S)\n"
         "assert cfg.reward.config().fps == 4.0\n"
         "mods = ('transformers', 'streamvid.core.rewards.videoalign', 'streamvid.core.rewards.clip_frames',\n"
-        "        'streamvid.core.world.analytic_reward', 'streamvid.core.world.learned_reward')\n"
+        "        'streamvid.core.rewards.shapes_analytic', 'streamvid.core.rewards.shapes_learned')\n"
         "print(sorted(m for m in mods if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

@@ -1,8 +1,9 @@
 """Contract tests run over every registered reward, plus the registry itself.
 
-Each registered name needs a builder of a tiny test instance in `TINY_BUILDERS` (a function of a scratch
-folder, returning the reward); a registered name without one fails `test_every_registered_reward_has_a_tiny_builder`
-and its contract tests.
+Each registered name needs a builder of a tiny test instance in `reward_helpers.TINY_BUILDERS` (a function of a
+scratch folder, returning the reward); a registered name without one fails
+`test_every_registered_reward_has_a_tiny_builder` and its contract tests. The registry's own rules are tested in
+`test_reward_configs.py`.
 """
 
 from __future__ import annotations
@@ -12,13 +13,10 @@ import dataclasses
 import subprocess
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import torch
-from test_clip_rewards import tiny_aesthetic, tiny_clip_frames
-from test_shapes_rewards import tiny_shapes_analytic, tiny_shapes_learned
-from test_videoalign import tiny_videoalign
+from reward_helpers import PROMPTS, TINY_BUILDERS, VIDEO_SHAPE
 
 from streamvid.core.rewards import (
     AXES,
@@ -31,25 +29,8 @@ from streamvid.core.rewards import (
     reward_config_class,
     saliency,
 )
-from streamvid.core.rewards import registry as registry_module
 from streamvid.core.world.corrupt import CORRUPTION_AXES
 from streamvid.core.world.degenerate import DEGENERATE_AXES
-
-TINY_BUILDERS: dict[str, Callable[[Path], RewardModel]] = {
-    "videoalign": tiny_videoalign,
-    "clip_frames": tiny_clip_frames,
-    "aesthetic": tiny_aesthetic,
-    "shapes_analytic": tiny_shapes_analytic,
-    "shapes_learned": tiny_shapes_learned,
-}
-"""Reward name -> builder of a tiny, fast instance under a scratch folder (add one per registered reward)."""
-
-PROMPTS = [
-    "a red circle moving left",
-    "a blue square moving up then turns right",
-    "green triangle moving down",
-]
-VIDEO_SHAPE = (3, 6, 3, 32, 32)  # [B, T, C, H, W]: the shapes world's default frame size
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +43,7 @@ def reward(request, scratch):
     name = request.param
     if name not in TINY_BUILDERS:
         pytest.fail(
-            f"registered reward '{name}' has no tiny test builder: add one to TINY_BUILDERS in {__file__}"
+            f"registered reward '{name}' has no tiny test builder: add one to TINY_BUILDERS in tests/reward_helpers.py"
         )
     return TINY_BUILDERS[name](scratch / name)
 
@@ -79,7 +60,7 @@ def _call(reward, video, prompts, grad: bool = False) -> RewardOutput:
 
 def test_every_registered_reward_has_a_tiny_builder():
     missing = [n for n in registered_rewards() if n not in TINY_BUILDERS]
-    assert not missing, f"add tiny test builders for {missing} to TINY_BUILDERS in {__file__}"
+    assert not missing, f"add tiny test builders for {missing} to TINY_BUILDERS in tests/reward_helpers.py"
 
 
 def test_shapes_axes_and_finiteness(reward, video):
@@ -178,18 +159,6 @@ def test_unknown_name_lists_known_rewards():
         build_reward("nope")
 
 
-def test_registering_is_one_line_and_lazy(monkeypatch):
-    monkeypatch.setattr(registry_module, "_REGISTRY", dict(registry_module._REGISTRY))
-    registry_module.register_reward("dummy", "streamvid.no_such_module:Reward")
-    assert "dummy" in registered_rewards()
-    with pytest.raises(ImportError, match="streamvid.no_such_module:Reward"):
-        build_reward("dummy")
-    with pytest.raises(ValueError, match="already registered"):
-        registry_module.register_reward("dummy", "other.module:Reward")
-    with pytest.raises(ValueError, match="module:Attr"):
-        registry_module.register_reward("bad", "no_colon")
-
-
 def test_importing_the_interface_does_not_import_adapters():
     code = ("import sys, streamvid.core.rewards as r; r.registered_rewards(); "
             "print('transformers' in sys.modules, 'streamvid.core.rewards.videoalign' in sys.modules)")  # fmt: skip
@@ -201,7 +170,7 @@ def test_config_classes_are_importable_without_their_adapters():
     code = ("import sys, streamvid.core.rewards as r\n"
             "configs = [r.VideoAlignConfig(), r.CLIPFrameScoreConfig(), r.AestheticConfig(),\n"
             "           r.ShapesAnalyticRewardConfig(), r.ShapesLearnedRewardConfig(), r.RewardSelection('videoalign')]\n"
-            "adapters = ('videoalign', 'clip_frames', 'analytic_reward', 'learned_reward')\n"
+            "adapters = ('videoalign', 'clip_frames', 'shapes_analytic', 'shapes_learned')\n"
             "print(sorted(m for m in sys.modules if m.rsplit('.', 1)[-1] in adapters or m == 'transformers'))")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["[]"]

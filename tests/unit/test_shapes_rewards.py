@@ -1,15 +1,21 @@
-"""Shapes-world rewards: the analytic (differentiable oracle) and the learned reward, and its training."""
+"""Shapes-world rewards: the analytic (differentiable oracle) and the learned reward (its training stage is
+tested in `test_shapes_reward_stage.py`)."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from reward_helpers import TINY_NET
 
 from streamvid.core.rewards import build_reward, saliency
+from streamvid.core.rewards.shapes_learned import (
+    DEFAULT_CHECKPOINT,
+    ShapesLearnedReward,
+    ShapesRewardNet,
+)
 from streamvid.core.world import (
     CORRUPTION_AXES,
     PromptSpec,
@@ -19,30 +25,11 @@ from streamvid.core.world import (
     render_corrupted,
     score_batch,
 )
-from streamvid.core.world.analytic_reward import ShapesAnalyticReward
-from streamvid.core.world.learned_reward import (
-    DEFAULT_CHECKPOINT,
-    ShapesLearnedReward,
-    ShapesRewardNet,
-    ShapesRewardNetConfig,
-    save_reward_net,
-)
-from streamvid.core.world.train_reward import TrainRewardConfig, make_examples, spearman, train
+from streamvid.distill.shapes_reward_config import ShapesRewardStageConfig
+from streamvid.distill.shapes_reward_data import make_examples
+from streamvid.distill.shapes_reward_metrics import spearman
 
-TINY_NET = ShapesRewardNetConfig(channels=(4, 8, 8, 8), dim=16, grid=2)
 AXES = ("visual", "motion", "text")
-
-
-def tiny_shapes_analytic(folder: Path) -> ShapesAnalyticReward:
-    """The analytic reward has no weights: the tiny instance is the real one."""
-    return build_reward("shapes_analytic")
-
-
-def tiny_shapes_learned(folder: Path) -> ShapesLearnedReward:
-    """A randomly initialised tiny network, saved to ``folder`` and loaded through the registry."""
-    torch.manual_seed(0)
-    save_reward_net(ShapesRewardNet(TINY_NET), folder)
-    return build_reward("shapes_learned", path=str(folder))
 
 
 def tiny_shapes_learned_instance() -> ShapesLearnedReward:
@@ -77,7 +64,7 @@ def test_analytic_scores_clean_videos_high_like_the_oracle(clean):
 def test_analytic_ranks_truth_above_corruption_on_its_axis(clean, kind):
     """30 videos per corruption, default strengths: the truth must win on the matching axis >= 90 %."""
     cfg, ds, videos, prompts = clean
-    reward = ShapesAnalyticReward.build()
+    reward = build_reward("shapes_analytic")
     bad = torch.stack([render_corrupted(ds.attributes(i), kind, cfg, seed=i) for i in range(len(prompts))])
     axis = CORRUPTION_AXES[kind]
     with torch.no_grad():
@@ -92,7 +79,7 @@ def test_analytic_text_drops_for_a_wrong_shape_in_the_prompt(clean):
         spec = parse_prompt(p)
         other = next(s for s in ("square", "circle", "triangle") if s != spec.shape)
         wrong.append(PromptSpec(spec.colour, other, spec.segments).canonical)
-    reward = ShapesAnalyticReward.build()
+    reward = build_reward("shapes_analytic")
     with torch.no_grad():
         right, bad = reward(videos, prompts).axes["text"], reward(videos, wrong).axes["text"]
     assert (right > bad + 0.2).float().mean() >= 0.9
@@ -101,7 +88,7 @@ def test_analytic_text_drops_for_a_wrong_shape_in_the_prompt(clean):
 def test_analytic_saliency_sits_on_the_object(clean):
     cfg, _, videos, prompts = clean
     videos, prompts = videos[:6], prompts[:6]
-    maps = saliency(ShapesAnalyticReward.build(), videos, prompts)
+    maps = saliency(build_reward("shapes_analytic"), videos, prompts)
     background = torch.tensor(cfg.background).view(1, 1, 3, 1, 1)
     obj = ((videos - background).abs().amax(2) > 0.02).float()  # [B, T, H, W]
     near = F.max_pool2d(obj.flatten(0, 1)[:, None], 5, 1, 2).view(obj.shape) > 0  # dilated by 2 px
@@ -131,8 +118,8 @@ def test_shipped_checkpoint_tracks_the_oracle_on_fresh_videos(axis):
     sampling noise. Focused sets, because on the full mixture the oracle's exact ties (every flawless video
     scores 1) cap any tie-free predictor's Spearman near 0.7 on the visual axis.
     """
-    reward = ShapesLearnedReward.build()
-    videos, prompts, targets = make_examples("val", range(64), 4242, TrainRewardConfig(), focus=axis)
+    reward = build_reward("shapes_learned")
+    videos, prompts, targets = make_examples("val", range(64), 4242, ShapesRewardStageConfig(), focus=axis)
     with torch.no_grad():
         pred = reward(videos, prompts).axes[axis]
     assert spearman(pred, targets["axes"][:, AXES.index(axis)]) >= 0.7
@@ -142,7 +129,7 @@ def test_save_load_round_trip(tmp_path, clean):
     _, _, videos, prompts = clean
     reward = tiny_shapes_learned_instance()
     reward.save(tmp_path / "ckpt", extra={"note": "tiny"})
-    loaded = ShapesLearnedReward.build(path=str(tmp_path / "ckpt"))
+    loaded = build_reward("shapes_learned", path=str(tmp_path / "ckpt"))
     assert loaded.net.config == TINY_NET
     assert json.loads((tmp_path / "ckpt" / "reward.json").read_text())["note"] == "tiny"
     with torch.no_grad():
@@ -152,7 +139,7 @@ def test_save_load_round_trip(tmp_path, clean):
 
 def test_missing_checkpoint_names_the_directory_and_files(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"nowhere.*reward\.json.*reward\.safetensors"):
-        ShapesLearnedReward.build(path=str(tmp_path / "nowhere"))
+        build_reward("shapes_learned", path=str(tmp_path / "nowhere"))
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / "reward.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match=r"missing \['reward\.safetensors'\]"):
@@ -168,43 +155,3 @@ def test_features_are_trunk_embeddings_independent_of_the_prompt(clean):
         alone = reward.features(videos[1:2])
     assert a.shape == (3, TINY_NET.dim) and torch.equal(a, b)
     assert torch.allclose(alone, a[1:2], atol=1e-6)
-
-
-# ---------------------------------------------------------------- training
-
-
-def test_spearman_handles_ties_and_order():
-    x = torch.tensor([1.0, 2.0, 3.0, 4.0])
-    assert spearman(x, x * 10) == pytest.approx(1.0)
-    assert spearman(x, -x) == pytest.approx(-1.0)
-    # scipy.stats.spearmanr([1, 2, 2, 3], [1, 3, 2, 4]) = 0.9486832980505138 (average ranks for ties)
-    assert spearman(torch.tensor([1.0, 2, 2, 3]), torch.tensor([1.0, 3, 2, 4])) == pytest.approx(0.9486833)
-
-
-def test_examples_are_deterministic_and_targets_come_from_the_oracle():
-    cfg = TrainRewardConfig()
-    v1, p1, t1 = make_examples("train", range(6), 3, cfg)
-    v2, p2, t2 = make_examples("train", range(6), 3, cfg)
-    assert torch.equal(v1, v2) and p1 == p2 and all(torch.equal(t1[k], t2[k]) for k in t1)
-    oracle = score_batch(v1, p1)
-    assert torch.allclose(t1["axes"], torch.stack([oracle[a] for a in AXES], 1))
-
-
-def test_a_few_training_steps_lower_the_loss_deterministically():
-    cfg = TrainRewardConfig(
-        steps=20,
-        batch_size=8,
-        pool_size=8,
-        fresh_per_step=0,
-        lr=3e-3,
-        eval_val=0,
-        eval_heldout=0,
-        net=TINY_NET,
-    )
-    net, metrics = train(cfg, progress=False)
-    loss = metrics["loss"]
-    assert len(loss) == 20 and not metrics["stopped_early"]
-    assert sum(loss[-5:]) / 5 < 0.8 * loss[0], loss
-    again, metrics_again = train(cfg, progress=False)
-    assert metrics_again["loss"] == loss
-    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values()))

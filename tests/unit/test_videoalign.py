@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from reward_helpers import (
+    TINY_PREPROCESS,
+    VIDEOALIGN_PROMPTS,
+    make_tiny_videoalign_dir,
+    tiny_qwen_tokenizer,
+    tiny_videoalign,
+)
 
 from streamvid.core.rewards.qwen2vl_preprocess import (
     Qwen2VLVideoPreprocessor,
@@ -17,122 +21,12 @@ from streamvid.core.rewards.qwen2vl_preprocess import (
     smart_resize,
 )
 from streamvid.core.rewards.videoalign_prompt import (
-    DETAILED_SPECIAL_TEMPLATE,
     QWEN2VL_FALLBACK_CHAT,
     REWARD_TOKENS,
     format_chat,
 )
 
-QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-                 "<|video_pad|>", "<|image_pad|>"]  # fmt: skip
-PROMPTS = ["a red circle moving left", "a blue square moving up then turns right quickly", "green"]
-TINY_PREPROCESS = dict(fps=4.0, video_fps=8.0, min_pixels=56 * 56, max_pixels=56 * 84)
-
-
-def _tiny_tokenizer():
-    """Word-level tokenizer over the template + test prompts, plus Qwen2-VL's special tokens (no reward tokens)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    split = pre_tokenizers.Whitespace()
-    text = " ".join([DETAILED_SPECIAL_TEMPLATE, QWEN2VL_FALLBACK_CHAT, *PROMPTS])
-    for token in (*QWEN_SPECIALS, *REWARD_TOKENS):
-        text = text.replace(token, " ")
-    words = sorted({w for w, _ in split.pre_tokenize_str(text)})
-    vocab = {t: i for i, t in enumerate(["<unk>", *words, *QWEN_SPECIALS])}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = split
-    tok.add_special_tokens(QWEN_SPECIALS)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<|endoftext|>")
-
-
-def _tiny_config(tokenizer):
-    from transformers import Qwen2VLConfig
-
-    vocab = tokenizer.get_vocab()
-    return Qwen2VLConfig(
-        text_config=dict(
-            vocab_size=len(vocab) + len(REWARD_TOKENS), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1]},
-        ),
-        vision_config=dict(depth=2, embed_dim=32, hidden_size=32, num_heads=2, mlp_ratio=2, patch_size=14,
-                           temporal_patch_size=2, spatial_merge_size=2),
-        video_token_id=vocab["<|video_pad|>"], image_token_id=vocab["<|image_pad|>"],
-        vision_start_token_id=vocab["<|vision_start|>"], vision_end_token_id=vocab["<|vision_end|>"],
-    )  # fmt: skip
-
-
-def _legacy_key(key: str) -> str:
-    """transformers-5 ``Qwen2VLModel`` key -> peft-wrapped transformers-4.45 key, as VideoAlign saves them."""
-    if key.startswith("language_model."):
-        key = "model." + key[len("language_model.") :]
-    return "base_model.model." + key
-
-
-def make_tiny_videoalign_dir(root: Path, layout: str = "full") -> Path:
-    """Write a tiny VideoAlign checkpoint under ``root`` (idempotent); returns the checkpoint folder.
-
-    ``full``: ``root/config.json`` + tokenizer + ``root/checkpoint-7/model.pth`` (peft-style keys with one LoRA
-    pair on ``layers.0.self_attn.q_proj``). ``lora``: base Qwen2-VL in ``root/base`` (model.safetensors),
-    ``root/ckpt/checkpoint-3/{adapter_model.safetensors, non_lora_state_dict.pth, adapter_config.json}``.
-    Expected merged weights are saved to ``root/expected.pt``.
-    """
-    from safetensors.torch import save_file
-    from transformers import Qwen2VLModel
-
-    if (root / "expected.pt").is_file():
-        return root / ("checkpoint-7" if layout == "full" else "ckpt")
-    root.mkdir(parents=True, exist_ok=True)
-    tokenizer = _tiny_tokenizer()
-    config = _tiny_config(tokenizer)
-    gen = torch.Generator().manual_seed(0)
-    torch.manual_seed(0)
-    state = {k: v.clone() for k, v in Qwen2VLModel(config).state_dict().items()}
-    rm_head = torch.randn(1, 32, generator=gen)
-    q = "language_model.layers.0.self_attn.q_proj"
-    lora_a, lora_b = torch.randn(4, 32, generator=gen) * 0.1, torch.randn(32, 4, generator=gen) * 0.1
-    expected = dict(state, **{"rm_head.weight": rm_head})
-    expected[f"{q}.weight"] = state[f"{q}.weight"] + 2.0 * lora_b @ lora_a  # alpha / r = 8 / 4
-    legacy = {_legacy_key(k): v for k, v in state.items()}
-    q_legacy = _legacy_key(q)
-    base_q = legacy.pop(f"{q_legacy}.weight")
-    if layout == "full":
-        config.save_pretrained(root)
-        tokenizer.save_pretrained(root)
-        ckpt = root / "checkpoint-7"
-        ckpt.mkdir()
-        legacy.update({f"{q_legacy}.base_layer.weight": base_q, f"{q_legacy}.lora_A.default.weight": lora_a,
-                       f"{q_legacy}.lora_B.default.weight": lora_b, "base_model.model.rm_head.weight": rm_head})  # fmt: skip
-        torch.save(legacy, ckpt / "model.pth")
-        (root / "model_config.json").write_text(
-            json.dumps({"peft_lora_config": {"lora_r": 4, "lora_alpha": 8}})
-        )
-    else:
-        base, ckpt = root / "base", root / "ckpt" / "checkpoint-3"
-        config.save_pretrained(base)
-        tokenizer.save_pretrained(base)
-        plain = {k[len("base_model.model.") :]: v for k, v in legacy.items()}
-        plain[f"{q_legacy[len('base_model.model.') :]}.weight"] = base_q
-        vis = "visual.merger.mlp.0.weight"
-        plain[vis] = torch.zeros_like(plain[vis])  # the non-LoRA file must override the base
-        save_file({k: v.contiguous() for k, v in plain.items()}, str(base / "model.safetensors"))
-        ckpt.mkdir(parents=True)
-        save_file({f"{q_legacy}.lora_A.weight": lora_a, f"{q_legacy}.lora_B.weight": lora_b},
-                  str(ckpt / "adapter_model.safetensors"))  # fmt: skip
-        torch.save({"base_model.model." + vis: state["visual.merger.mlp.0.weight"],
-                    "base_model.model.rm_head.weight": rm_head}, ckpt / "non_lora_state_dict.pth")  # fmt: skip
-        (ckpt / "adapter_config.json").write_text(json.dumps({"r": 4, "lora_alpha": 8}))
-    torch.save(expected, root / "expected.pt")
-    return ckpt if layout == "full" else root / "ckpt"
-
-
-def tiny_videoalign(root: Path, **overrides):
-    """A tiny `VideoAlignReward` (full layout) built under ``root``."""
-    from streamvid.core.rewards import build_reward
-
-    make_tiny_videoalign_dir(root)
-    return build_reward("videoalign", checkpoint_dir=str(root), **{**TINY_PREPROCESS, **overrides})
+PROMPTS = VIDEOALIGN_PROMPTS
 
 
 @pytest.fixture(scope="module")
@@ -231,7 +125,7 @@ def test_preprocessing_matches_transformers_video_processor_when_torchvision_pre
 
 
 def test_chat_format_uses_template_when_present_else_fallback():
-    tok = _tiny_tokenizer()
+    tok = tiny_qwen_tokenizer()
     assert format_chat(tok, "hi") == QWEN2VL_FALLBACK_CHAT.replace("{text}", "hi")
     tok.chat_template = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{% for c in m.content %}"
                          "{% if c.type == 'video' %}<|vision_start|><|video_pad|><|vision_end|>"
@@ -385,7 +279,7 @@ def test_full_checkpoint_keys_and_lora_are_merged(reward, tiny_dir):
     for name, buf in reward.backbone.named_buffers():
         assert torch.equal(buf, fresh[name]), name
     assert not any(p.is_meta for p in reward.parameters())
-    assert reward.reward_token_ids == [len(_tiny_tokenizer().get_vocab()) + i for i in range(3)]
+    assert reward.reward_token_ids == [len(tiny_qwen_tokenizer().get_vocab()) + i for i in range(3)]
 
 
 def test_lora_layout_merges_adapter_into_base_weights(tmp_path):

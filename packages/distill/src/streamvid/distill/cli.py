@@ -8,7 +8,9 @@ Stages (schemas in `streamvid.distill.stage_config`, YAMLs in `configs/train/`):
 * ``student``: the block-causal Wan student regressed onto the pairs (``objective=ode``) or onto the teacher's
   guided flow (``objective=flow_distill``);
 * ``r1``: DMD / Stream-R1 of the student from its ODE init (schema `streamvid.distill.dmd_config.DMDStageConfig`),
-  in one process or on DeepSpeed ZeRO (``deepspeed.enabled=true trainer.devices=2``).
+  in one process or on DeepSpeed ZeRO (``deepspeed.enabled=true trainer.devices=2``);
+* ``shapes-reward``: the learned shapes reward trained on oracle targets, a plain CPU loop (schema
+  `streamvid.distill.shapes_reward_config.ShapesRewardStageConfig`; no checkpoints to resume).
 
 A run resumes from ``<run_dir>/checkpoints/last.ckpt`` when it exists (``--resume PATH`` for another
 checkpoint, ``--resume never`` to start over). Bad input (unknown key, wrong type, a missing teacher or pairs
@@ -27,6 +29,8 @@ from streamvid.core.cli.errors import run_cli
 from streamvid.core.config import load_config
 
 PROG = "streamvid-train"
+NO_RESUME = ("ode-pairs", "shapes-reward")
+"""Stages without checkpoints to resume (no ``--resume``)."""
 
 EXAMPLES = """\
 examples (run from the repository root):
@@ -37,18 +41,21 @@ examples (run from the repository root):
   streamvid-train student --config configs/train/shapes_student.yaml --set objective=flow_distill
   streamvid-train r1 --config configs/train/shapes_r1.yaml
   streamvid-train r1 --config experiments/shapes/dmd.yaml --set seed=1 --set output_dir=outputs/train/dmd_s1
+  streamvid-train shapes-reward --config configs/train/shapes_reward.yaml --set steps=20 --set output_dir=/tmp/r
 """
 
 
 def _stages():
     from streamvid.distill import stage_config as sc
     from streamvid.distill.dmd_config import DMDStageConfig
+    from streamvid.distill.shapes_reward_config import ShapesRewardStageConfig
 
     return {
         "teacher": (sc.TeacherStageConfig, "flow matching of the shapes-world teacher"),
         "ode-pairs": (sc.OdePairsStageConfig, "the teacher's ODE solutions at the student's few-step levels"),
         "student": (sc.StudentStageConfig, "ODE-init regression (or flow distillation) of the causal student"),
         "r1": (DMDStageConfig, "DMD / Stream-R1 of the causal student (reward-weighted distillation)"),
+        "shapes-reward": (ShapesRewardStageConfig, "the learned shapes reward, trained on the oracle's scores"),
     }
 
 
@@ -62,7 +69,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                        help=f"YAML file (schema: {schema.__name__} in {schema.__module__})")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="config override, repeatable (e.g. trainer.max_steps=100)")
-        if name != "ode-pairs":
+        if name not in NO_RESUME:
             p.add_argument("--resume", default=None, metavar="CKPT",
                            help="checkpoint to resume from, 'auto' (default: run_dir's last.ckpt when present) "
                                 "or 'never'")
@@ -74,10 +81,10 @@ def train(args: argparse.Namespace) -> int:
     cfg = load_config(Path(args.config), args.overrides, schema=schema)
     if getattr(args, "resume", None) is not None:
         cfg = replace(cfg, resume=args.resume)
-    from streamvid.distill import r1_stage, stages
+    from streamvid.distill import r1_stage, shapes_reward_stage, stages
 
     run = {"teacher": stages.run_teacher, "ode-pairs": stages.run_ode_pairs, "student": stages.run_student,
-           "r1": r1_stage.run_r1}
+           "r1": r1_stage.run_r1, "shapes-reward": shapes_reward_stage.run_shapes_reward}
     run[args.stage](cfg)
     return 0
 

@@ -67,6 +67,7 @@ def check_r1(cfg: DMDStageConfig) -> None:
 def build_modules(cfg: DMDStageConfig):
     """(student, real score, critic, reward or None, codec, text encoder) as the config describes them."""
     from streamvid.core.generator import build_codec, build_text_encoder
+    from streamvid.core.rewards import build_reward
     from streamvid.core.world import vocabulary
     from streamvid.distill.networks import load_model_dir
 
@@ -76,7 +77,7 @@ def build_modules(cfg: DMDStageConfig):
     critic = critic.float().train().requires_grad_(True)
     reward = None
     if cfg.stream_r1.uses_reward:
-        reward = cfg.reward.build()
+        reward = build_reward(cfg.reward.config())
         if cfg.stream_r1.spatial_reward and not getattr(reward, "differentiable", False):
             raise ConfigError(f"stream_r1.spatial_reward needs a differentiable reward; reward '{cfg.reward.name}' "
                               "is not (set its differentiable option or stream_r1.spatial_reward: false)")

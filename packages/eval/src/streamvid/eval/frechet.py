@@ -103,9 +103,9 @@ def shapes_reward_features(path: str | None = None) -> Callable[[torch.Tensor], 
     ``path`` is a checkpoint directory (None: the shipped one). The trunk never sees the prompt, so the
     features describe the videos alone, as Fréchet distance between video sets needs.
     """
-    from streamvid.core.world.learned_reward import ShapesLearnedReward
+    from streamvid.core.rewards import build_reward
 
-    reward = ShapesLearnedReward.build(path=path)
+    reward = build_reward("shapes_learned", path=path)
     return lambda videos: reward.features(videos.float())
 
 

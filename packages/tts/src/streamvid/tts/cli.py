@@ -160,8 +160,10 @@ def infer(args: argparse.Namespace) -> int:
     from streamvid.tts.search import best_of_n, chunk_search, greedy_config, plain_config
 
     torch.set_num_threads(cfg.threads)
-    reward = cfg.reward.build()
-    short_reward = cfg.short_reward.build() if cfg.short_reward is not None else None
+    from streamvid.core.rewards import build_reward
+
+    reward = build_reward(cfg.reward.config())
+    short_reward = build_reward(cfg.short_reward.config()) if cfg.short_reward is not None else None
     prompts = [cfg.prompt, *cfg.prompt_switches.values()]
     gen = build_generator(cfg.generator, vocabulary=prompt_vocabulary(prompts))
     text = gen.text_encoder.encode([cfg.prompt]).embeddings.to(gen.device)

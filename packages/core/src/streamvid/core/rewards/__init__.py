@@ -4,13 +4,13 @@
 (architecture.md, "Rewards"). `saliency` gives per-axis pixel gradient maps ``[B, T, H, W]`` for any
 differentiable reward.
 
-Build a reward by registry name from its typed config (`registry` explains the design); adapter modules are
-imported only then:
+A reward registers on its config dataclass (``@RewardConfig.register(name, target="module:Adapter")``) and is
+built one way, `build_reward` (`registry` explains the design); adapter modules are imported only then:
 
-- ``build_reward_from_config("shapes_learned", ShapesLearnedRewardConfig(path=...))``;
-- from YAML, a ``reward:`` section typed `RewardSelection` (``name`` + one section per reward), then
-  ``cfg.reward.build()``;
-- ``build_reward("shapes_learned", path=...)``, the keyword shorthand (same config, unknown keys rejected).
+- ``build_reward(ShapesLearnedRewardConfig(path=...))``, from the typed config;
+- ``build_reward("shapes_learned", path=...)``, the keyword shorthand (same config, unknown keys rejected);
+- from YAML, a ``reward:`` section typed `RewardSelection` (``name`` + one section per registered reward,
+  generated from the registry), then ``build_reward(cfg.reward.config())``.
 
 Each reward's config dataclass is declared once, in `streamvid.core.rewards.configs` (importable from there
 or from this package, without importing any adapter):
@@ -21,12 +21,12 @@ registry name        config                        adapter
 ``videoalign``       `VideoAlignConfig`            `VideoAlignReward` (``rewards.videoalign``)
 ``clip_frames``      `CLIPFrameScoreConfig`        `CLIPFrameScore` (``rewards.clip_frames``)
 ``aesthetic``        `AestheticConfig`             `AestheticScore` (``rewards.clip_frames``)
-``shapes_analytic``  `ShapesAnalyticRewardConfig`  `ShapesAnalyticReward` (``world.analytic_reward``)
-``shapes_learned``   `ShapesLearnedRewardConfig`   `ShapesLearnedReward` (``world.learned_reward``)
+``shapes_analytic``  `ShapesAnalyticRewardConfig`  `ShapesAnalyticReward` (``rewards.shapes_analytic``)
+``shapes_learned``   `ShapesLearnedRewardConfig`   `ShapesLearnedReward` (``rewards.shapes_learned``)
 ===================  ============================  ===================================================
 
-The first three adapters are importable from this package (lazily, on attribute access); the shapes-world
-ones from `streamvid.core.world`'s modules.
+The adapters are importable from this package lazily, on attribute access. The shapes-world adapters read
+`streamvid.core.world` (its renderer and prompt grammar); the world imports nothing from here.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from streamvid.core.rewards.base import (
     COMBINE_MODES,
     BaseReward,
     ModelRewardConfig,
+    RewardChoice,
     RewardConfig,
     RewardModel,
     RewardOutput,
@@ -55,23 +56,24 @@ from streamvid.core.rewards.configs import (
 )
 from streamvid.core.rewards.registry import (
     build_reward,
-    build_reward_from_config,
-    register_reward,
     registered_rewards,
     reward_config,
     reward_config_class,
-    reward_target,
 )
 from streamvid.core.rewards.saliency import saliency
 
 if TYPE_CHECKING:
     from streamvid.core.rewards.clip_frames import AestheticScore, CLIPFrameScore
+    from streamvid.core.rewards.shapes_analytic import ShapesAnalyticReward
+    from streamvid.core.rewards.shapes_learned import ShapesLearnedReward
     from streamvid.core.rewards.videoalign import VideoAlignReward
 
 _LAZY = {
     "VideoAlignReward": "streamvid.core.rewards.videoalign",
     "CLIPFrameScore": "streamvid.core.rewards.clip_frames",
     "AestheticScore": "streamvid.core.rewards.clip_frames",
+    "ShapesAnalyticReward": "streamvid.core.rewards.shapes_analytic",
+    "ShapesLearnedReward": "streamvid.core.rewards.shapes_learned",
 }
 
 __all__ = [
@@ -81,25 +83,25 @@ __all__ = [
     "AestheticScore",
     "BaseReward",
     "ModelRewardConfig",
+    "RewardChoice",
     "RewardConfig",
     "CLIPFrameScore",
     "CLIPFrameScoreConfig",
     "RewardModel",
     "RewardOutput",
     "RewardSelection",
+    "ShapesAnalyticReward",
     "ShapesAnalyticRewardConfig",
+    "ShapesLearnedReward",
     "ShapesLearnedRewardConfig",
     "VideoAlignConfig",
     "VideoAlignReward",
     "build_reward",
-    "build_reward_from_config",
     "check_reward_inputs",
     "combine_axes",
-    "register_reward",
     "registered_rewards",
     "reward_config",
     "reward_config_class",
-    "reward_target",
     "saliency",
 ]
 

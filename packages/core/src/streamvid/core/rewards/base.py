@@ -1,4 +1,5 @@
-"""The reward interface: `RewardOutput`, the `RewardModel` protocol and the `BaseReward` helper class.
+"""The reward interface: `RewardOutput`, the `RewardModel` protocol, `RewardConfig` (with the registry of
+rewards) and the `BaseReward` helper class.
 
 A reward maps a batch of videos ``[B, T, C, H, W]`` (float, RGB, values in [0, 1]) and ``B`` prompts to a
 `RewardOutput`: one overall ``score [B]`` and named ``axes`` (each ``[B]``), drawn from ``visual``, ``motion``
@@ -11,11 +12,10 @@ stated in its config dataclass.
 from __future__ import annotations
 
 import abc
-import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -29,6 +29,7 @@ __all__ = [
     "DTYPES",
     "BaseReward",
     "ModelRewardConfig",
+    "RewardChoice",
     "RewardModel",
     "RewardConfig",
     "RewardOutput",
@@ -41,6 +42,8 @@ AXES = ("visual", "motion", "text")
 
 COMBINE_MODES = ("mean", "sum", *AXES)
 """How ``score`` is made from the axes: their mean, their sum, or one named axis."""
+
+C = TypeVar("C", bound="RewardConfig")
 
 
 @dataclass
@@ -115,12 +118,33 @@ def combine_axes(axes: Mapping[str, Tensor], how: str) -> Tensor:
     return axes[how]
 
 
+@dataclass(frozen=True)
+class RewardChoice:
+    """One registered reward: its registry ``name``, its config dataclass and the adapter that config builds.
+
+    ``target`` is an import string ``"package.module:Adapter"``; the adapter is imported only when a reward is
+    built (`streamvid.core.rewards.registry.build_reward`), so configs stay cheap to load.
+    """
+
+    name: str
+    config_class: type[RewardConfig]
+    target: str
+
+
 @dataclass
 class RewardConfig:
-    """Fields every reward adapter's config has; an adapter's config dataclass subclasses this.
+    """Fields every reward adapter's config has, and the registry of rewards (one entry per config class).
 
-    The built-in adapters' configs are declared in `streamvid.core.rewards.configs`. A subclass that defines
-    ``__post_init__`` calls ``super().__post_init__()`` (which checks ``combine``).
+    A reward registers on its config class (the ``register_subclass`` pattern of lerobot / draccus)::
+
+        @RewardConfig.register("shapes_learned", target="streamvid.core.rewards.shapes_learned:ShapesLearnedReward")
+        @dataclass
+        class ShapesLearnedRewardConfig(RewardConfig): ...
+
+    The built-in configs are declared and registered in `streamvid.core.rewards.configs`, and the YAML
+    ``reward:`` section (`RewardSelection`) is derived from what is registered there. Value checks live in
+    `validate` (run when the config is made and again when a reward is built), path checks in
+    `missing_paths`. A subclass adding checks overrides `validate` and calls ``super().validate()``.
     """
 
     combine: str = "mean"
@@ -133,7 +157,14 @@ class RewardConfig:
     OPTIONAL_PATHS: ClassVar[tuple[str, ...]] = ()
     """Fields naming local files or folders that may be empty / None (then a default is used)."""
 
+    _choices: ClassVar[dict[str, RewardChoice]] = {}
+    """Registry name -> `RewardChoice`, shared by every subclass (filled by `register`)."""
+
     def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise `ConfigError` naming the field when a value is out of range (``combine`` here)."""
         check_choice("combine", self.combine, COMBINE_MODES)
 
     def missing_paths(self) -> list[tuple[str, str]]:
@@ -149,6 +180,61 @@ class RewardConfig:
                 problems.append((name, f"not found: {value}"))
         return problems
 
+    # ------------------------------------------------------------------------------------------ registry
+
+    @classmethod
+    def register(cls, name: str, *, target: str) -> Callable[[type[C]], type[C]]:
+        """Class decorator: register the decorated config class as reward ``name``, built by ``target``.
+
+        Raises:
+            ValueError: ``target`` is not ``"module:Attr"``; ``name`` is taken by another config class; or the
+                class is already registered under another name (one name per config class).
+            TypeError: the decorated class is not a `RewardConfig` subclass.
+        """
+        if ":" not in target:
+            raise ValueError(f"reward target for '{name}' must look like 'package.module:Attr'; got '{target}'")
+
+        def decorator(config_class: type[C]) -> type[C]:
+            if not (isinstance(config_class, type) and issubclass(config_class, RewardConfig)):
+                raise TypeError(f"reward '{name}': {config_class!r} is not a RewardConfig subclass")
+            taken = RewardConfig._choices.get(name)
+            if taken is not None and taken.config_class is not config_class:
+                raise ValueError(
+                    f"reward '{name}' is already registered by {taken.config_class.__name__} ({taken.target})"
+                )
+            other = [c.name for c in RewardConfig._choices.values() if c.config_class is config_class]
+            if other and other != [name]:
+                raise ValueError(f"{config_class.__name__} is already registered as reward '{other[0]}'")
+            RewardConfig._choices[name] = RewardChoice(name, config_class, target)
+            return config_class
+
+        return decorator
+
+    @classmethod
+    def registered_names(cls) -> tuple[str, ...]:
+        """All registered reward names, sorted."""
+        return tuple(sorted(RewardConfig._choices))
+
+    @classmethod
+    def choice(cls, name: str) -> RewardChoice:
+        """The `RewardChoice` registered as ``name``; ValueError listing the known names if unknown."""
+        if name not in RewardConfig._choices:
+            known = ", ".join(cls.registered_names())
+            raise ValueError(f"unknown reward '{name}'; known rewards: {known}")
+        return RewardConfig._choices[name]
+
+    def registered_choice(self) -> RewardChoice:
+        """The `RewardChoice` of this config's class (or of its nearest registered base class).
+
+        Raises:
+            TypeError: no class in this config's MRO is registered.
+        """
+        by_class = {c.config_class: c for c in RewardConfig._choices.values()}
+        for klass in type(self).__mro__:
+            if klass in by_class:
+                return by_class[klass]
+        raise TypeError(f"{type(self).__name__} is not a registered reward config (RewardConfig.register)")
+
 
 @dataclass
 class ModelRewardConfig(RewardConfig):
@@ -159,32 +245,32 @@ class ModelRewardConfig(RewardConfig):
     device: str = "cpu"
     """Device the weights live on."""
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def validate(self) -> None:
+        super().validate()
         check_choice("dtype", self.dtype, DTYPES)
 
 
 class BaseReward(nn.Module, abc.ABC):
     """Common machinery for reward adapters: input checks, no_grad when not differentiable, axis combining.
 
-    Subclasses set ``axes`` (class attribute), implement `score_axes`, and keep their settings in a config
-    dataclass named by ``config_class`` that subclasses `RewardConfig` (or `ModelRewardConfig`; built-in ones
-    live in `streamvid.core.rewards.configs`). The registry builds a reward with `check_config` then
-    `from_config`; ``Class.build(**kwargs)`` does the same from keywords.
+    Subclasses set ``axes`` (class attribute), implement `score_axes`, name the config dataclass they take in
+    ``config_class`` (a `RewardConfig` subclass registered with `RewardConfig.register`; the built-in ones
+    live in `streamvid.core.rewards.configs`) and override `from_config` when they load weights. Build one
+    with `streamvid.core.rewards.build_reward`, the one path (config checks, then `from_config`).
 
     Args:
         config: the adapter's config dataclass instance (kept as ``self.config``).
     """
 
     axes: tuple[str, ...] = ()
-    config_class: ClassVar[type | None] = None
+    config_class: ClassVar[type[RewardConfig] | None] = None
 
     def __init__(self, config: Any) -> None:
         super().__init__()
         if not isinstance(config, RewardConfig):
             raise TypeError(f"{type(self).__name__} needs a RewardConfig subclass, got {type(config).__name__}")
         self.config = config
-        self.check_config(config)
+        config.validate()
         self.combine = config.combine
         if self.combine in AXES and self.combine not in self.axes:
             raise ValueError(
@@ -192,30 +278,10 @@ class BaseReward(nn.Module, abc.ABC):
             )
         self.differentiable = bool(config.differentiable)
 
-    @staticmethod
-    def check_config(config: RewardConfig) -> None:
-        """Validate the shared fields ``combine`` and (for model rewards) ``dtype``; ConfigError names the field."""
-        check_choice("combine", config.combine, COMBINE_MODES)
-        if isinstance(config, ModelRewardConfig):
-            check_choice("dtype", config.dtype, DTYPES)
-
     @classmethod
     def from_config(cls, config: Any) -> BaseReward:
         """Build from a config instance (adapters that load weights override this)."""
         return cls(config)
-
-    @classmethod
-    def build(cls, **kwargs: Any) -> BaseReward:
-        """``cls.from_config(cls.config_class(**kwargs))``; unknown keys raise ValueError naming the valid ones."""
-        if cls.config_class is None:
-            raise TypeError(f"{cls.__name__} has no config_class; construct it directly")
-        names = {f.name for f in dataclasses.fields(cls.config_class)}
-        unknown = sorted(set(kwargs) - names)
-        if unknown:
-            raise ValueError(f"unknown option(s) {unknown} for {cls.__name__}; valid: {sorted(names)}")
-        config = cls.config_class(**kwargs)
-        cls.check_config(config)  # before loading any weights
-        return cls.from_config(config)
 
     @abc.abstractmethod
     def score_axes(self, video: Tensor, prompts: list[str]) -> dict[str, Tensor]:

@@ -1,18 +1,20 @@
-"""Every built-in reward's config dataclass, and `RewardSelection` (the ``reward:`` section of a YAML config).
+"""Every built-in reward's config dataclass, registered on `RewardConfig`, and `RewardSelection` (the
+``reward:`` section of a YAML config), derived from that registry.
 
-This is where a reward's settings are declared, once; the adapter modules import their config from here (and
-re-export it). The module imports no adapter and no model library (only `rewards.base` and the torch-only
-`qwen2vl_preprocess`), so a config schema holding a `RewardSelection` stays cheap to load and validate, and
-the adapters are imported only when a reward is built.
+This is where a reward's settings are declared, once, and where it is registered: ``@RewardConfig.register(
+name, target=...)`` names the adapter that the config builds (imported only then, by `build_reward`). The
+adapter modules import their config from here (and re-export it). The module imports no adapter and no model
+library (only `rewards.base` and the torch-only `qwen2vl_preprocess`), so a config schema holding a
+`RewardSelection` stays cheap to load and validate.
 
 ===================  ============================  ===========================================================
-registry name        config (here)                 adapter (built by `build_reward_from_config`)
+registry name        config (here)                 adapter (its target)
 ===================  ============================  ===========================================================
 ``videoalign``       `VideoAlignConfig`            ``streamvid.core.rewards.videoalign.VideoAlignReward``
 ``clip_frames``      `CLIPFrameScoreConfig`        ``streamvid.core.rewards.clip_frames.CLIPFrameScore``
 ``aesthetic``        `AestheticConfig`             ``streamvid.core.rewards.clip_frames.AestheticScore``
-``shapes_analytic``  `ShapesAnalyticRewardConfig`  ``streamvid.core.world.analytic_reward.ShapesAnalyticReward``
-``shapes_learned``   `ShapesLearnedRewardConfig`   ``streamvid.core.world.learned_reward.ShapesLearnedReward``
+``shapes_analytic``  `ShapesAnalyticRewardConfig`  ``streamvid.core.rewards.shapes_analytic.ShapesAnalyticReward``
+``shapes_learned``   `ShapesLearnedRewardConfig`   ``streamvid.core.rewards.shapes_learned.ShapesLearnedReward``
 ===================  ============================  ===========================================================
 
 Every config subclasses `RewardConfig` (``combine``, ``differentiable``); rewards backed by weights subclass
@@ -27,18 +29,19 @@ rewards may be present, e.g. from a base fragment, and are ignored)::
       shapes_learned: {path: null}
 
 ``load_config`` checks every key against these dataclasses (an unknown key fails naming the key and the
-file) and `RewardSelection` checks the name; ``selection.build()`` then imports and builds the adapter.
+file) and `RewardSelection` checks the name; ``build_reward(selection.config())`` then imports and builds the
+adapter.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import dataclasses
+from dataclasses import dataclass
 from typing import ClassVar
 
 from streamvid.core.config import ConfigError, check_choice
-from streamvid.core.rewards.base import ModelRewardConfig, RewardConfig, RewardModel
+from streamvid.core.rewards.base import ModelRewardConfig, RewardConfig
 from streamvid.core.rewards.qwen2vl_preprocess import Qwen2VLVideoSettings
-from streamvid.core.rewards.registry import build_reward_from_config, registered_rewards, reward_config
 
 __all__ = [
     "AESTHETIC_ACTIVATIONS",
@@ -60,6 +63,7 @@ AESTHETIC_ACTIVATIONS = ("none", "relu", "gelu")
 # ---------------------------------------------------------------------------------------- model rewards
 
 
+@RewardConfig.register("videoalign", target="streamvid.core.rewards.videoalign:VideoAlignReward")
 @dataclass
 class VideoAlignConfig(Qwen2VLVideoSettings, ModelRewardConfig):
     """Settings of `VideoAlignReward`; defaults reproduce VideoAlign's released inference setup.
@@ -95,6 +99,7 @@ class VideoAlignConfig(Qwen2VLVideoSettings, ModelRewardConfig):
     """Recompute activations in backward (for saliency on the 2B model)."""
 
 
+@RewardConfig.register("clip_frames", target="streamvid.core.rewards.clip_frames:CLIPFrameScore")
 @dataclass
 class CLIPFrameScoreConfig(ModelRewardConfig):
     """Settings of `CLIPFrameScore`."""
@@ -112,6 +117,7 @@ class CLIPFrameScoreConfig(ModelRewardConfig):
     std: float = 1.0
 
 
+@RewardConfig.register("aesthetic", target="streamvid.core.rewards.clip_frames:AestheticScore")
 @dataclass
 class AestheticConfig(ModelRewardConfig):
     """Settings of `AestheticScore`."""
@@ -131,14 +137,15 @@ class AestheticConfig(ModelRewardConfig):
     mean: float = 0.0
     std: float = 1.0
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def validate(self) -> None:
+        super().validate()
         check_choice("activation", self.activation, AESTHETIC_ACTIVATIONS)
 
 
 # ---------------------------------------------------------------------------------- shapes-world rewards
 
 
+@RewardConfig.register("shapes_analytic", target="streamvid.core.rewards.shapes_analytic:ShapesAnalyticReward")
 @dataclass
 class ShapesAnalyticRewardConfig(RewardConfig):
     """Settings of `ShapesAnalyticReward`; axes are in [0, 1] with no further normalisation."""
@@ -163,6 +170,7 @@ class ShapesAnalyticRewardConfig(RewardConfig):
     """Spread of the coverage relative to a same-area disc at which ``integrity`` is 1/2 (one object <= 1.3)."""
 
 
+@RewardConfig.register("shapes_learned", target="streamvid.core.rewards.shapes_learned:ShapesLearnedReward")
 @dataclass
 class ShapesLearnedRewardConfig(RewardConfig):
     """Settings of `ShapesLearnedReward`; axes are sigmoid outputs in [0, 1], trained on oracle scores."""
@@ -176,39 +184,26 @@ class ShapesLearnedRewardConfig(RewardConfig):
 # ---------------------------------------------------------------------------------------------- selection
 
 
-@dataclass
-class RewardSelection:
-    """A reward chosen by registry name with its typed settings: the ``reward:`` section of a YAML config.
-
-    One optional section per built-in reward, named as in the registry and typed by that reward's config
-    dataclass; only the section of ``name`` is used (absent: that config's defaults). A reward registered at
-    run time (`register_reward`) has no section here: it is built with its config's defaults, or build it
-    with `build_reward_from_config`.
-    """
+class RewardSelectionBase:
+    """The behaviour of `RewardSelection`; its fields (``name`` + one section per reward) are generated."""
 
     name: str
-    """Registry name of the reward (`registered_rewards`)."""
-    videoalign: VideoAlignConfig | None = None
-    clip_frames: CLIPFrameScoreConfig | None = None
-    aesthetic: AestheticConfig | None = None
-    shapes_analytic: ShapesAnalyticRewardConfig | None = None
-    shapes_learned: ShapesLearnedRewardConfig | None = None
 
     def __post_init__(self) -> None:
-        if self.name not in registered_rewards():
+        if self.name not in RewardConfig.registered_names():
             raise ConfigError(
-                f"unknown reward name '{self.name}'; registered rewards: {', '.join(registered_rewards())}"
+                f"unknown reward name '{self.name}'; registered rewards: {', '.join(RewardConfig.registered_names())}"
             )
 
     @classmethod
     def sections(cls) -> tuple[str, ...]:
-        """Names of the typed sections (the built-in rewards)."""
-        return tuple(f.name for f in fields(cls) if f.name != "name")
+        """Names of the typed sections (the rewards registered when `RewardSelection` was made)."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.name != "name")
 
     def config(self) -> RewardConfig:
         """The selected reward's config: its section, or (absent) its config dataclass's defaults."""
         section = getattr(self, self.name) if self.name in self.sections() else None
-        return section if section is not None else reward_config(self.name)
+        return section if section is not None else RewardConfig.choice(self.name).config_class()
 
     def check_paths(self, where: str = "reward") -> None:
         """Raise `ConfigError` naming ``<where>.<name>.<field>`` when the selected reward's weights are not set or
@@ -218,6 +213,27 @@ class RewardSelection:
             field_name, problem = problems[0]
             raise ConfigError(f"{where}.{self.name}.{field_name}: {problem}")
 
-    def build(self) -> RewardModel:
-        """Import and build the selected reward (`build_reward_from_config`)."""
-        return build_reward_from_config(self.name, self.config())
+
+def make_reward_selection() -> type[RewardSelectionBase]:
+    """The dataclass of a ``reward:`` section, generated from the registry: ``name: str`` plus, per registered
+    reward, an optional section of the same name typed by its config class (``None`` by default)."""
+    sections = [
+        (name, RewardConfig.choice(name).config_class | None, dataclasses.field(default=None))
+        for name in RewardConfig.registered_names()
+    ]
+    doc = (
+        "A reward chosen by registry name with its typed settings: the ``reward:`` section of a YAML config.\n\n"
+        "    One optional section per registered reward, named as in the registry and typed by that reward's\n"
+        "    config dataclass; only the section of ``name`` is used (absent: that config's defaults). A reward\n"
+        "    registered after this module was imported has no section: it is selected with its defaults.\n"
+    )
+    return dataclasses.make_dataclass(
+        "RewardSelection",
+        [("name", str), *sections],
+        bases=(RewardSelectionBase,),
+        namespace={"__doc__": doc, "__module__": __name__},
+    )
+
+
+RewardSelection = make_reward_selection()
+"""``reward:`` section type: ``name`` + one optional section per built-in reward (see `make_reward_selection`)."""

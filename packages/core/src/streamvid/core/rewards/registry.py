@@ -1,127 +1,48 @@
-"""Build rewards by name from typed configs, importing their modules only when built.
+"""Build a reward: the one path from a registered config to a reward model, importing the adapter only then.
 
-Design (declare each config once, keep it typed, keep imports lazy):
+Design (lerobot's ``register_subclass`` pattern, with lazy adapters):
 
-- **Targets.** A registered name maps to a target string ``"package.module:Class"``: a `BaseReward`
-  subclass (anything with a ``config_class`` dataclass and a ``from_config`` classmethod). Adding a reward is
-  one line in `_BUILTIN` (or one `register_reward` call). Nothing is imported until a reward is built or its
-  config class is asked for. A ``"module:Class.build"`` target is read as ``Class``; a target without a
-  ``config_class`` (a plain factory) is called with keyword arguments by `build_reward` and has no typed
-  path.
-- **Configs.** Each reward's settings are one dataclass subclassing `RewardConfig`, declared in
-  `streamvid.core.rewards.configs` (which imports no adapter), named by the adapter's ``config_class``.
-- **Typed entry point.** ``build_reward_from_config(name, config)`` checks that ``config`` is the reward's
-  config class and builds it; `reward_config` makes that config from keyword options, rejecting unknown ones
-  with the reward's name and its valid fields.
-- **YAML.** A config schema holds a `streamvid.core.rewards.configs.RewardSelection`: ``name`` plus one
-  optional section per built-in reward, typed by its config dataclass, so `streamvid.core.config.load_config`
-  validates every key statically (unknown key -> the key and the file) without importing any adapter::
-
-      reward:
-        name: shapes_learned
-        shapes_learned: {path: null}
-
-  and ``cfg.reward.build()`` builds it.
-- **Convenience.** ``build_reward(name, **options)`` = ``build_reward_from_config(name, reward_config(name,
-  **options))``: the same typed config and checks, for callers and tests that pass keywords.
+- **Register on the config.** Each reward's settings are one dataclass subclassing `RewardConfig`, decorated
+  with ``@RewardConfig.register(name, target="package.module:Adapter")`` (built-in ones in
+  `streamvid.core.rewards.configs`). The registry maps the name to the config class and the adapter's import
+  string; nothing is imported until a reward is built.
+- **One build path.** ``build_reward(config)`` finds the config's registered adapter, checks the config (the
+  adapter's ``config_class``, then `RewardConfig.validate`) and calls ``Adapter.from_config(config)``.
+  ``build_reward(name, **options)`` is the keyword shorthand: ``build_reward(reward_config(name, **options))``.
+- **YAML.** A config schema holds a `streamvid.core.rewards.configs.RewardSelection` (``name`` plus one
+  section per registered reward, derived from this registry) and builds with
+  ``build_reward(cfg.reward.config())``; ``cfg.reward.check_paths()`` names a missing weight path first.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
-import inspect
 from typing import Any
 
 from streamvid.core.config import ConfigError
-from streamvid.core.rewards.base import RewardConfig, RewardModel
+from streamvid.core.rewards.base import RewardChoice, RewardConfig, RewardModel
 
-__all__ = [
-    "build_reward",
-    "build_reward_from_config",
-    "register_reward",
-    "registered_rewards",
-    "reward_config",
-    "reward_config_class",
-    "reward_target",
-]
-
-_BUILTIN: dict[str, str] = {
-    "videoalign": "streamvid.core.rewards.videoalign:VideoAlignReward",
-    "clip_frames": "streamvid.core.rewards.clip_frames:CLIPFrameScore",
-    "aesthetic": "streamvid.core.rewards.clip_frames:AestheticScore",
-    "shapes_analytic": "streamvid.core.world.analytic_reward:ShapesAnalyticReward",
-    "shapes_learned": "streamvid.core.world.learned_reward:ShapesLearnedReward",
-}
-"""Built-in rewards; each has a typed section of the same name in `RewardSelection`."""
-
-_REGISTRY: dict[str, str] = dict(_BUILTIN)
-
-
-def register_reward(name: str, target: str, *, overwrite: bool = False) -> None:
-    """Map ``name`` to ``target`` (``"module:Class"``); re-registering a different target needs ``overwrite``."""
-    if ":" not in target:
-        raise ValueError(f"reward target for '{name}' must look like 'package.module:Attr'; got '{target}'")
-    if name in _REGISTRY and _REGISTRY[name] != target and not overwrite:
-        raise ValueError(
-            f"reward '{name}' is already registered as '{_REGISTRY[name]}' (pass overwrite=True)"
-        )
-    _REGISTRY[name] = target
+__all__ = ["build_reward", "registered_rewards", "reward_config", "reward_config_class"]
 
 
 def registered_rewards() -> tuple[str, ...]:
     """All registered reward names, sorted."""
-    return tuple(sorted(_REGISTRY))
-
-
-def reward_target(name: str) -> str:
-    """The ``"module:attr"`` target of ``name``; ValueError listing the known names if unknown."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown reward '{name}'; known rewards: {', '.join(registered_rewards())}")
-    return _REGISTRY[name]
-
-
-def _resolve(name: str) -> Any:
-    """Import the target of ``name``; a ``Class.build`` target resolves to ``Class``."""
-    target = reward_target(name)
-    module_name, _, attr_path = target.partition(":")
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr_path.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as err:
-        raise ImportError(f"cannot import reward '{name}' from target '{target}': {err}") from err
-    if inspect.ismethod(obj) and isinstance(obj.__self__, type) and obj.__name__ == "build":
-        obj = obj.__self__
-    return obj
-
-
-def _typed(obj: Any) -> bool:
-    return isinstance(obj, type) and getattr(obj, "config_class", None) is not None
+    return RewardConfig.registered_names()
 
 
 def reward_config_class(name: str) -> type[RewardConfig]:
-    """The config dataclass of reward ``name`` (imports its module).
-
-    Raises:
-        ValueError: ``name`` is not registered.
-        ImportError: its target cannot be imported.
-        TypeError: its target has no ``config_class`` (a plain factory: use `build_reward`).
-    """
-    obj = _resolve(name)
-    if not _typed(obj):
-        raise TypeError(
-            f"reward '{name}' ('{reward_target(name)}') has no config_class; build it with build_reward(name, ...)"
-        )
-    return obj.config_class
+    """The config dataclass registered as reward ``name`` (imports no adapter); ValueError if unknown."""
+    return RewardConfig.choice(name).config_class
 
 
 def reward_config(name: str, **options: Any) -> RewardConfig:
     """The typed config of reward ``name`` made from keyword ``options`` (defaults for the rest).
 
     Raises:
+        ValueError: ``name`` is not registered (the message lists the known names).
         ConfigError (a ValueError): an option that is not a field of the config, naming the reward, its config
-            class and the valid fields; or a value its ``__post_init__`` rejects.
+            class and the valid fields; or a value its ``validate`` rejects.
     """
     config_class = reward_config_class(name)
     valid = sorted(f.name for f in dataclasses.fields(config_class))
@@ -133,40 +54,40 @@ def reward_config(name: str, **options: Any) -> RewardConfig:
     return config_class(**options)
 
 
-def build_reward_from_config(name: str, config: RewardConfig) -> RewardModel:
-    """Import and build reward ``name`` from its typed ``config`` (an instance of its config class).
+def _import_adapter(choice: RewardChoice) -> Any:
+    module_name, _, attr_path = choice.target.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr_path.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as err:
+        raise ImportError(f"cannot import reward '{choice.name}' from target '{choice.target}': {err}") from err
+    return obj
+
+
+def build_reward(config: RewardConfig | str, /, **options: Any) -> RewardModel:
+    """Build a reward from its registered config, or from a registry name and keyword ``options``.
+
+    ``build_reward(ShapesLearnedRewardConfig(path=...))`` and ``build_reward("shapes_learned", path=...)`` are
+    the same reward; options are only accepted with a name.
 
     Raises:
-        ValueError: ``name`` is not registered (the message lists the known names), or ``config`` fails the
-            adapter's checks.
-        TypeError: ``config`` is not an instance of the reward's config class.
-        ImportError: the target module or attribute cannot be imported (the message names the target).
+        ValueError: an unknown name (listing the known ones), an option that is not a field of the config, or
+            a config value the checks reject (a `ConfigError`, before any weights are loaded).
+        TypeError: options given with a config; a config class that is not registered; or one the adapter does
+            not take (its ``config_class``).
+        ImportError: the adapter cannot be imported (the message names the target).
     """
-    cls = _resolve(name)
-    if not _typed(cls):
-        raise TypeError(
-            f"reward '{name}' ('{reward_target(name)}') has no config_class; build it with build_reward(name, ...)"
-        )
-    if not isinstance(config, cls.config_class):
-        raise TypeError(f"reward '{name}' takes a {cls.config_class.__name__}; got {type(config).__name__}")
-    check = getattr(cls, "check_config", None)
-    if check is not None:
-        check(config)  # before loading any weights
-    return cls.from_config(config)
-
-
-def build_reward(name: str, **options: Any) -> RewardModel:
-    """Import and build the reward registered as ``name`` from keyword ``options``.
-
-    For a typed reward this is ``build_reward_from_config(name, reward_config(name, **options))``; a target
-    without a ``config_class`` is called with ``options``.
-
-    Raises:
-        ValueError: ``name`` is not registered (the message lists the known names), or an option is not a field
-            of its config (the message names the reward and the valid fields).
-        ImportError: the target module or attribute cannot be imported (the message names the target).
-    """
-    obj = _resolve(name)
-    if not _typed(obj):
-        return obj(**options)
-    return build_reward_from_config(name, reward_config(name, **options))
+    if isinstance(config, str):
+        config = reward_config(config, **options)
+    elif not isinstance(config, RewardConfig):
+        raise TypeError(f"build_reward takes a RewardConfig or a reward name; got {type(config).__name__}")
+    elif options:
+        raise TypeError(f"build_reward takes keyword options only with a reward name; got a {type(config).__name__}")
+    choice = config.registered_choice()
+    adapter = _import_adapter(choice)
+    expected = getattr(adapter, "config_class", None)
+    if expected is not None and not isinstance(config, expected):
+        raise TypeError(f"reward '{choice.name}' takes a {expected.__name__}; got {type(config).__name__}")
+    config.validate()  # a config edited after it was made is checked again, before any weights are loaded
+    return adapter.from_config(config)

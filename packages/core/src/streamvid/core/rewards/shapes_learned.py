@@ -2,8 +2,9 @@
 
 It stands in for a pretrained reward model (VideoAlign and the like): it scores well on the shapes world but
 is imperfect, and its pixel gradients are a network's, not the analytic ones (`ShapesAnalyticReward`).
-Trained by `streamvid.core.world.train_reward` (``make shapes-reward``); the shipped checkpoint lies in
-``assets/shapes_learned_reward/`` next to this file, and `ShapesLearnedReward.build()` loads it.
+Trained by the ``streamvid-train shapes-reward`` stage (`streamvid.distill.shapes_reward_stage`, ``make
+shapes-reward``); the shipped checkpoint lies in ``assets/shapes_learned_reward/`` next to this file, and
+``build_reward("shapes_learned")`` loads it.
 
 Network (`ShapesRewardNet`), for ``video [B, T, 3, H, W]`` in [0, 1]:
 
@@ -38,7 +39,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from streamvid.core.rewards.base import BaseReward, check_reward_inputs
+from streamvid.core.rewards.base import AXES, BaseReward, check_reward_inputs
 from streamvid.core.rewards.configs import ShapesLearnedRewardConfig
 from streamvid.core.world.prompts import parse_prompt
 from streamvid.core.world.render import DIRECTIONS, PALETTE, SHAPES, segment_frame_ranges
@@ -53,7 +54,7 @@ __all__ = [
 ]
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "shapes_learned_reward"
-"""The shipped checkpoint directory (package data of ``streamvid.core.world``)."""
+"""The shipped checkpoint directory (package data of ``streamvid.core.rewards``)."""
 WEIGHTS_FILE = "reward.safetensors"
 CONFIG_FILE = "reward.json"
 
@@ -178,8 +179,8 @@ def load_reward_net(directory: str | Path) -> ShapesRewardNet:
     if missing:
         raise FileNotFoundError(
             f"shapes learned reward checkpoint incomplete in {directory}: missing {missing} (expected "
-            f"{CONFIG_FILE} and {WEIGHTS_FILE}; train one with `python -m streamvid.core.world.train_reward "
-            f"--out {directory}`)"
+            f"{CONFIG_FILE} and {WEIGHTS_FILE}; train one with `streamvid-train shapes-reward --config "
+            f"configs/train/shapes_reward.yaml --set output_dir={directory}`)"
         )
     meta = json.loads((directory / CONFIG_FILE).read_text())
     if "net" not in meta:
@@ -208,10 +209,11 @@ class ShapesLearnedReward(BaseReward):
 
     Args:
         config: `ShapesLearnedRewardConfig` (its ``path`` is only read by `from_config`).
-        net: the network; `from_config` / ``build(path=...)`` load it from a checkpoint directory.
+        net: the network; `from_config` (``build_reward("shapes_learned", path=...)``) loads it from a
+            checkpoint directory.
     """
 
-    axes = ("visual", "motion", "text")
+    axes = AXES
     config_class = ShapesLearnedRewardConfig
 
     def __init__(self, config: ShapesLearnedRewardConfig, net: ShapesRewardNet) -> None:
@@ -224,7 +226,7 @@ class ShapesLearnedReward(BaseReward):
         return cls(config, load_reward_net(config.path or DEFAULT_CHECKPOINT))
 
     def save(self, directory: str | Path, extra: dict | None = None) -> Path:
-        """Write the network to ``directory`` so that ``build(path=directory)`` loads it back."""
+        """Write the network to ``directory`` so that ``build_reward("shapes_learned", path=directory)`` loads it back."""
         return save_reward_net(self.net, directory, extra)
 
     def score_axes(self, video: Tensor, prompts: list[str]) -> dict[str, Tensor]:

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from streamvid.core.rewards.base import BaseReward
+from streamvid.core.rewards.base import AXES, BaseReward
 from streamvid.core.rewards.configs import ShapesAnalyticRewardConfig
 from streamvid.core.world.corrupt import gaussian_blur
 from streamvid.core.world.prompts import PromptSpec, parse_prompt
@@ -198,7 +198,7 @@ class ShapesAnalyticReward(BaseReward):
     prompts must parse with `parse_prompt` (ValueError otherwise).
     """
 
-    axes = ("visual", "motion", "text")
+    axes = AXES
     config_class = ShapesAnalyticRewardConfig
 
     def score_axes(self, video: Tensor, prompts: list[str]) -> dict[str, Tensor]:
