@@ -5,15 +5,10 @@
         --out outputs/bench/reward_ranking.json
 
 ``--data`` is a `streamvid.distill.shapes_generated` set (several seeds per prompt and generator; make it with
-held-out prompts and generators the rewards were not trained on). For every reward and axis:
-
-* ``spearman_overall``: Spearman of reward against oracle over all videos (video level) and over all chunks
-  (``chunk``: each 3-frame chunk scored alone, as Stream-T1's short-term reward does, against the oracle's
-  reading of that chunk);
-* ``spearman_within``: the mean over groups (one prompt, one generator, its seeds) of the within-group Spearman:
-  what best-of-N, Stream-T1 and a batch of rollouts see; groups where the oracle ties everywhere are skipped;
-* ``best_of_n``: per group, the oracle value of the reward's pick against the group mean and the oracle's best;
-  ``headroom`` = mean(pick - mean) / mean(best - mean), the share of the oracle's gain the reward recovers.
+held-out prompts and generators the rewards were not trained on). For every reward and axis the metrics of
+`streamvid.distill.shapes_reward_metrics.ranking_metrics` (Spearman overall at video and chunk level, within a
+prompt, best-of-N pick vs mean vs the oracle's best and the headroom recovered) and a percentile-bootstrap CI
+of the best-of-N gain over groups.
 
 Prints a Markdown table and writes JSON; ``--by-generator`` adds the rows per generator.
 """
@@ -28,25 +23,10 @@ from pathlib import Path
 import torch
 
 from streamvid.distill.shapes_generated import AXES, GeneratedSet, load_generated_set
+from streamvid.distill.shapes_reward_metrics import ranking_metrics
 from streamvid.eval.report import bootstrap_ci
 
 CHUNK = 3
-
-
-def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Spearman rank correlation of two ``[N]`` tensors (average ranks for ties; 0 if one is constant)."""
-    def ranks(x: torch.Tensor) -> torch.Tensor:
-        x = x.double()
-        order = torch.argsort(x, stable=True)
-        r = torch.empty_like(x)
-        r[order] = torch.arange(len(x), dtype=torch.float64)
-        _, inv, counts = torch.unique(x, return_inverse=True, return_counts=True)
-        return (torch.zeros(len(counts), dtype=torch.float64).index_add_(0, inv, r) / counts)[inv]
-
-    ra, rb = ranks(a.flatten()), ranks(b.flatten())
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    d = float(ra.norm() * rb.norm())
-    return float((ra * rb).sum()) / d if d > 0 else 0.0
 
 
 def parse_reward(text: str):
@@ -74,29 +54,13 @@ def score_set(reward, data: GeneratedSet, batch: int = 64) -> tuple[torch.Tensor
     return torch.cat(video_scores).float(), torch.cat(chunk_scores).float()
 
 
-def ranking_metrics(pred: torch.Tensor, chunk_pred: torch.Tensor, data: GeneratedSet) -> dict:
-    """The metrics of the module docstring for one reward's predictions on ``data``."""
-    out: dict = {}
-    groups = [torch.nonzero(data.groups == g)[:, 0] for g in data.groups.unique()]
-    for k, axis in enumerate(AXES):
-        truth = data.axes[:, k]
-        within = [spearman(pred[g, k], truth[g]) for g in groups if truth[g].unique().numel() > 1]
-        pick = torch.stack([truth[g][pred[g, k].argmax()] for g in groups])
-        mean = torch.stack([truth[g].mean() for g in groups])
-        best = torch.stack([truth[g].max() for g in groups])
-        gain = (pick - mean).tolist()
-        lo, hi = bootstrap_ci(gain, n_boot=2000, seed=0)
-        out[axis] = {
-            "spearman_overall": round(spearman(pred[:, k], truth), 4),
-            "spearman_overall_chunk": round(spearman(chunk_pred[..., k].flatten(), data.chunk_axes[..., k].flatten()), 4),
-            "spearman_within": round(sum(within) / max(1, len(within)), 4),
-            "groups_ranked": len(within),
-            "best_of_n": {"pick": round(float(pick.mean()), 4), "mean": round(float(mean.mean()), 4),
-                          "oracle_best": round(float(best.mean()), 4),
-                          "pick_minus_mean_ci": [round(lo, 4), round(hi, 4)],
-                          "headroom": round(float((pick - mean).mean() / (best - mean).mean().clamp_min(1e-8)), 4)},
-        }
-    return out
+def reward_rows(pred: torch.Tensor, chunk_pred: torch.Tensor, data: GeneratedSet) -> dict:
+    """`ranking_metrics` of one reward on ``data``, with a bootstrap CI of the best-of-N gain per axis."""
+    rows = ranking_metrics(pred, data.axes, data.groups, chunk_pred, data.chunk_axes)
+    for m in rows.values():
+        lo, hi = bootstrap_ci(m["best_of_n"].pop("gain"), n_boot=2000, seed=0)
+        m["best_of_n"]["pick_minus_mean_ci"] = [round(lo, 4), round(hi, 4)]
+    return rows
 
 
 def main() -> None:
@@ -115,11 +79,11 @@ def main() -> None:
     for text in args.reward:
         label, reward = parse_reward(text)
         pred, chunk_pred = score_set(reward, data)
-        report["rewards"][label] = {"all": ranking_metrics(pred, chunk_pred, data)}
+        report["rewards"][label] = {"all": reward_rows(pred, chunk_pred, data)}
         if args.by_generator:
             for gen in report["generators"]:
                 keep = torch.tensor([g == gen for g in data.generators])
-                report["rewards"][label][gen] = ranking_metrics(pred[keep], chunk_pred[keep], data.select(keep))
+                report["rewards"][label][gen] = reward_rows(pred[keep], chunk_pred[keep], data.select(keep))
     report["seconds"] = round(time.perf_counter() - start, 1)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")

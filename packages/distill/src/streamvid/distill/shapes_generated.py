@@ -28,14 +28,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from streamvid.core.world import DIRECTIONS, PALETTE, SHAPES, WorldConfig, sample_attributes, score_details
+from streamvid.core.world import WorldConfig, sample_attributes, score_details
+from streamvid.distill.shapes_reward_data import AXES, oracle_targets
 
-__all__ = ["GeneratedSet", "GeneratorSpec", "generate_set", "load_generated_set", "oracle_labels",
-           "save_generated_set"]
-
-AXES = ("visual", "motion", "text")
-IGNORE = -100
-"""Label of an attribute the oracle could not read (cross-entropy's ignore index)."""
+__all__ = ["GeneratedSet", "GeneratorSpec", "generate_set", "load_generated_set", "save_generated_set"]
 
 
 @dataclass(frozen=True)
@@ -83,7 +79,8 @@ class GeneratedSet:
         groups: ``[N]`` long, the prompt's index: videos of one group share prompt and generator.
         axes: ``[N, 3]`` oracle (visual, motion, text) of each whole video.
         chunk_axes: ``[N, C, 3]`` oracle of each ``chunk_frames``-frame chunk alone against the prompt.
-        colour, shape: ``[N]`` the oracle's readings (`IGNORE` where none); direction ``[N, T]`` per frame.
+        colour, shape: ``[N]`` the oracle's readings (-100 where none); direction ``[N, T]`` per frame
+            (`oracle_targets`).
     """
 
     videos: Tensor
@@ -111,30 +108,6 @@ class GeneratedSet:
         return GeneratedSet(self.videos[idx], [self.prompts[i] for i in pick], [self.generators[i] for i in pick],
                             self.groups[idx], self.axes[idx], self.chunk_axes[idx], self.colour[idx],
                             self.shape[idx], self.direction[idx])
-
-
-def oracle_labels(videos: Tensor, prompts: list[str], num_segments: int = 1) -> dict[str, Tensor]:
-    """The oracle's scores and readings of ``videos [N, T, 3, H, W]`` in [0, 1] against ``N`` prompts.
-
-    Returns ``axes [N, 3]`` (visual, motion, text) and the readings as labels: ``colour [N]``, ``shape [N]``,
-    ``direction [N, T]`` (per frame, the measured direction of the frame's segment), `IGNORE` where the oracle
-    reads none.
-    """
-    from streamvid.core.world import segment_frame_ranges
-
-    rows: dict[str, list] = {"axes": [], "colour": [], "shape": [], "direction": []}
-    for video, prompt in zip(videos, prompts):
-        truth = score_details(video, prompt)
-        reading = truth.reading
-        rows["axes"].append([getattr(truth, a) for a in AXES])
-        rows["colour"].append(list(PALETTE).index(reading.colour) if reading.colour else IGNORE)
-        rows["shape"].append(SHAPES.index(reading.shape) if reading.shape else IGNORE)
-        frames = [IGNORE] * video.shape[0]
-        for (a, b), name in zip(segment_frame_ranges(video.shape[0], num_segments),
-                                reading.segment_directions(num_segments)):
-            frames[a:b] = [list(DIRECTIONS).index(name) if name else IGNORE] * (b - a)
-        rows["direction"].append(frames)
-    return {k: torch.tensor(v, dtype=torch.float32 if k == "axes" else torch.long) for k, v in rows.items()}
 
 
 def _chunk_axes(videos: Tensor, prompts: list[str], chunk_frames: int) -> Tensor:
@@ -173,7 +146,7 @@ def generate_set(specs: list[GeneratorSpec], split: str, num_prompts: int, seeds
     for g, spec in enumerate(specs):
         start = time.perf_counter()
         videos = _make_videos(spec, prompts, seed + 7919 * g, sampler_cfg).clamp(0, 1)
-        labels = oracle_labels(videos, prompts)
+        labels = oracle_targets(videos, prompts, [1] * len(prompts))
         parts.append(GeneratedSet((videos * 255).round().to(torch.uint8), list(prompts), [spec.name] * len(prompts),
                                   groups + g * num_prompts, labels["axes"], _chunk_axes(videos, prompts, chunk),
                                   labels["colour"], labels["shape"], labels["direction"]))

@@ -33,7 +33,8 @@ from streamvid.core.world.prompts import PromptSpec, generate_prompt
 from streamvid.core.world.render import DIRECTIONS, PALETTE, SHAPES, WorldConfig, render, segment_frame_ranges
 from streamvid.distill.shapes_reward_config import ShapesRewardStageConfig
 
-__all__ = ["AXES", "EVAL_STREAM", "STRENGTHS", "make_example", "make_examples"]
+__all__ = [
+    "AXES", "EVAL_STREAM", "STRENGTHS", "make_example", "make_examples", "oracle_targets"]
 
 AXES = ShapesLearnedReward.axes
 """Axis order of the targets ``axes [N, 3]`` and of the network's outputs."""
@@ -116,23 +117,32 @@ def make_examples(
     auxiliary labels, ``colour [N]``, ``shape [N]``, ``direction [N, T]`` (per frame, from the measured
     direction of the video's segment; -100 where the oracle found none).
     """
-    videos, prompts = [], []
-    rows: dict[str, list] = {"axes": [], "colour": [], "shape": [], "direction": []}
+    videos, prompts, segments = [], [], []
     for i in indices:
         video, prompt, num_segments = make_example(split, i, stream, cfg, focus)
-        truth = score_details(video, prompt)
-        reading = truth.reading
         videos.append(video)
         prompts.append(prompt)
+        segments.append(num_segments)
+    return torch.stack(videos), prompts, oracle_targets(videos, prompts, segments)
+
+
+def oracle_targets(videos: Tensor | list[Tensor], prompts: list[str], num_segments: list[int]) -> dict[str, Tensor]:
+    """The oracle's scores and readings of ``N`` videos ``[T, 3, H, W]`` in [0, 1] against their prompts.
+
+    Returns ``axes [N, 3]`` (oracle scores in `AXES` order) and the readings as auxiliary labels: ``colour [N]``,
+    ``shape [N]``, ``direction [N, T]`` (per frame, the measured direction of the frame's segment of
+    ``num_segments[i]``; ``-100``, cross-entropy's ignore index, where the oracle reads none).
+    """
+    rows: dict[str, list] = {"axes": [], "colour": [], "shape": [], "direction": []}
+    for video, prompt, segments in zip(videos, prompts, num_segments):
+        truth = score_details(video, prompt)
+        reading = truth.reading
         rows["axes"].append([getattr(truth, a) for a in AXES])
         rows["colour"].append(list(PALETTE).index(reading.colour) if reading.colour else -100)
         rows["shape"].append(SHAPES.index(reading.shape) if reading.shape else -100)
         frames = [-100] * video.shape[0]
-        dirs = reading.segment_directions(num_segments)
-        for (a, b), name in zip(segment_frame_ranges(video.shape[0], num_segments), dirs):
+        dirs = reading.segment_directions(segments)
+        for (a, b), name in zip(segment_frame_ranges(video.shape[0], segments), dirs):
             frames[a:b] = [list(DIRECTIONS).index(name) if name else -100] * (b - a)
         rows["direction"].append(frames)
-    targets = {
-        k: torch.tensor(v, dtype=torch.float32 if k == "axes" else torch.long) for k, v in rows.items()
-    }
-    return torch.stack(videos), prompts, targets
+    return {k: torch.tensor(v, dtype=torch.float32 if k == "axes" else torch.long) for k, v in rows.items()}

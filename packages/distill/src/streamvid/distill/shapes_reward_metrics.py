@@ -2,6 +2,8 @@
 
 `heldout_metrics` is the training report written to ``metrics.json`` by ``streamvid-train shapes-reward``;
 `spearman` is also what `bench/shapes_rewards.py` compares the learned, analytic and oracle scores with.
+`ranking_metrics` reads how a reward ranks *generated* videos (`streamvid.distill.shapes_generated`): overall,
+within a prompt (what best-of-N, Stream-T1 and a batch of rollouts see) and as a best-of-N pick.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from streamvid.core.world.degenerate import DEGENERATE_AXES, degenerate_examples
 from streamvid.distill.shapes_reward_config import ShapesRewardStageConfig
 from streamvid.distill.shapes_reward_data import AXES, EVAL_STREAM, make_examples
 
-__all__ = ["degenerate_margins", "heldout_metrics", "predict", "spearman", "spearman_ceiling"]
+__all__ = ["degenerate_margins", "heldout_metrics", "predict", "ranking_metrics", "spearman", "spearman_ceiling"]
 
 
 def _ranks(x: Tensor) -> Tensor:
@@ -94,4 +96,40 @@ def degenerate_margins(net: ShapesRewardNet, n: int) -> dict[str, dict[str, floa
         claimed = [AXES.index(a) for a in DEGENERATE_AXES[kind]]
         out[kind] = {a: round(float(margin[:, k].mean()), 4) for k, a in enumerate(AXES)}
         out[kind]["ranked_below"] = round(float((margin[:, claimed] > 0).all(1).float().mean()), 4)
+    return out
+
+
+def ranking_metrics(pred: Tensor, truth: Tensor, groups: Tensor, chunk_pred: Tensor | None = None,
+                    chunk_truth: Tensor | None = None) -> dict:
+    """How reward predictions ``pred [N, 3]`` rank videos whose oracle scores are ``truth [N, 3]`` (`AXES` order).
+
+    ``groups [N]`` marks videos of one prompt and one generator (its seeds). Per axis:
+
+    * ``spearman_overall`` over all videos, and ``spearman_overall_chunk`` over all chunks when ``chunk_pred``
+      / ``chunk_truth [N, C, 3]`` (each chunk scored alone, as Stream-T1's short-term reward) are given;
+    * ``spearman_within``: the mean over groups of the within-group Spearman (groups where the oracle ties
+      everywhere are skipped; ``groups_ranked`` counts the rest);
+    * ``best_of_n``: the oracle value of the reward's pick per group against the group's mean and its best, and
+      ``headroom`` = mean(pick - mean) / mean(best - mean), the share of the oracle's gain the reward recovers;
+      ``gain`` lists pick - mean per group (for a bootstrap CI).
+    """
+    members = [torch.nonzero(groups == g)[:, 0] for g in groups.unique()]
+    out: dict = {}
+    for k, axis in enumerate(AXES):
+        y = truth[:, k]
+        within = [spearman(pred[g, k], y[g]) for g in members if y[g].unique().numel() > 1]
+        pick = torch.stack([y[g][pred[g, k].argmax()] for g in members])
+        mean = torch.stack([y[g].mean() for g in members])
+        best = torch.stack([y[g].max() for g in members])
+        out[axis] = {
+            "spearman_overall": round(spearman(pred[:, k], y), 4),
+            "spearman_within": round(sum(within) / max(1, len(within)), 4),
+            "groups_ranked": len(within),
+            "best_of_n": {"pick": round(float(pick.mean()), 4), "mean": round(float(mean.mean()), 4),
+                          "oracle_best": round(float(best.mean()), 4),
+                          "headroom": round(float((pick - mean).mean() / (best - mean).mean().clamp_min(1e-8)), 4),
+                          "gain": [round(float(x), 5) for x in pick - mean]},
+        }
+        if chunk_pred is not None and chunk_truth is not None:
+            out[axis]["spearman_overall_chunk"] = round(spearman(chunk_pred[..., k], chunk_truth[..., k]), 4)
     return out
