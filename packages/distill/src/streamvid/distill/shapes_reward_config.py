@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from streamvid.core.config import ConfigError
 from streamvid.core.rewards.shapes_learned import ShapesRewardNetConfig
@@ -66,6 +67,24 @@ class ShapesRewardStageConfig:
     net: ShapesRewardNetConfig = field(default_factory=ShapesRewardNetConfig)
     """Network sizes."""
 
+    generated: list[str] = field(default_factory=list)
+    """Generated-video sets (`streamvid.distill.shapes_generated` files: generator samples of train-split prompts
+    labelled by the oracle) mixed into every step; empty: rendered examples only (the first shipped recipe)."""
+    generated_batch: int = 16
+    """Generated videos per step, drawn as ``generated_batch / group_draw`` groups (one prompt, one generator)."""
+    group_draw: int = 4
+    """Videos drawn per group (different seeds of one prompt): the pairs of the ranking term."""
+    p_chunk: float = 0.3
+    """Probability that a step's generated videos are cut to one chunk of ``chunk_frames`` (targets: the oracle's
+    reading of that chunk), so the short-term score of Stream-T1 ranks too."""
+    chunk_frames: int = 3
+    rank_weight: float = 1.0
+    """Weight of the within-group Bradley-Terry term ``softplus(s_j - s_i)`` per axis over pairs whose oracle
+    scores differ by more than ``rank_margin`` (VideoAlign trains on pairwise preferences the same way)."""
+    rank_margin: float = 0.02
+    eval_generated: str | None = None
+    """A generated set of held-out prompts and generators; its `ranking_metrics` go into ``metrics.json``."""
+
     def __post_init__(self) -> None:
         if not str(self.output_dir).strip():
             raise ConfigError("'output_dir' is empty")
@@ -77,7 +96,15 @@ class ShapesRewardStageConfig:
             raise ConfigError("eval_val, eval_degenerate and eval_heldout must be >= 0")
         if self.minutes <= 0 or self.lr <= 0:
             raise ConfigError(f"need minutes > 0 and lr > 0; got minutes={self.minutes}, lr={self.lr}")
-        for name in ("p_clean", "p_degenerate", "p_wrong_prompt", "p_two_segments"):
+        if self.generated and (self.generated_batch < 2 or self.group_draw < 2
+                               or self.generated_batch % self.group_draw or self.chunk_frames < 1):
+            raise ConfigError(f"generated_batch ({self.generated_batch}) must be a multiple of group_draw "
+                              f"({self.group_draw}) >= 2, chunk_frames >= 1")
+        for path in [*self.generated, *([self.eval_generated] if self.eval_generated else [])]:
+            if not Path(path).is_file():
+                raise ConfigError(f"generated set not found: {path} (make one with python -m "
+                                  "streamvid.distill.shapes_generated)")
+        for name in ("p_clean", "p_degenerate", "p_wrong_prompt", "p_two_segments", "p_chunk"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"'{name}' must lie in [0, 1], got {getattr(self, name)}")
 
