@@ -147,27 +147,35 @@ def tiny_videoalign(root: Path, **overrides):
 
 # ---------------------------------------------------------------- CLIP frame score and aesthetic head
 
+def word_level_tokenizer(words: list[str], eos: str):
+    """(vocab, a transformers fast tokenizer) splitting on whitespace over ``<pad>``, ``eos``, ``<unk>`` and
+    ``words``, appending ``eos`` to every sequence: the tokenizer of the tiny CLIP and UMT5 test models."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate(["<pad>", eos, "<unk>", *words])}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single=f"$A {eos}", special_tokens=[(eos, 1)])
+    return vocab, PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token=eos, unk_token="<unk>")
+
+
 WORDS = ["a", "red", "blue", "green", "circle", "square", "triangle", "moving", "left", "right", "up", "down",
          "then", "turns", "quickly"]  # fmt: skip
+
+
 def make_tiny_clip_dir(root: Path) -> Path:
     """A tiny random CLIP (32 px images, 16-d projection), a word-level tokenizer and a 16->8->1 aesthetic head.
 
     Idempotent. The head is saved as ``root/aesthetic.safetensors`` with LAION-style keys ``layers.{0,2}``.
     """
     from safetensors.torch import save_file
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import CLIPConfig, CLIPModel, PreTrainedTokenizerFast
+    from transformers import CLIPConfig, CLIPModel
 
     if (root / "aesthetic.safetensors").is_file():
         return root
     root.mkdir(parents=True, exist_ok=True)
-    vocab = {t: i for i, t in enumerate(["<pad>", "<eos>", "<unk>", *WORDS])}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single="$A <eos>", special_tokens=[("<eos>", 1)])
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>"
-    )
+    vocab, fast = word_level_tokenizer(WORDS, "<eos>")
     fast.save_pretrained(root)
     config = CLIPConfig(
         text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from reward_helpers import word_level_tokenizer
 
 from streamvid.core.text import LearnedTextEncoder, TextEmbedding, TextEncoder
 
@@ -14,17 +15,10 @@ PROMPTS = ["a red circle moving left", "a blue square then turns up up up", "gre
 @pytest.fixture(scope="module")
 def umt5_dir(tmp_path_factory):
     """A tiny random UMT5 encoder and a WordLevel tokenizer saved like a Wan ``text_encoder/`` folder."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
+    from transformers import UMT5Config, UMT5EncoderModel
 
     root = tmp_path_factory.mktemp("umt5")
-    vocab = {t: i for i, t in enumerate(["<pad>", "</s>", "<unk>", *WORDS])}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
-    )
+    vocab, fast = word_level_tokenizer(WORDS, "</s>")
     fast.save_pretrained(root / "tokenizer")
     config = UMT5Config(
         vocab_size=len(vocab), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
