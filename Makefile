@@ -19,7 +19,7 @@ PROMPT ?= a red circle moving left
 OUT    ?= outputs/generate/out.mp4
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint generate eval shapes-reward bench clean
+.PHONY: help install test test-fast lint generate eval shapes-reward shapes-reward-data bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -50,6 +50,15 @@ generate: $(STAMP) ## stream one video: make generate CONFIG=... PROMPT="..." OU
 
 shapes-reward: $(STAMP) ## train the learned shapes reward on CPU (~7 min on an idle core, capped at 40) into its shipped checkpoint folder
 	OMP_NUM_THREADS=1 $(VENV)/bin/streamvid-train shapes-reward --config configs/train/shapes_reward.yaml
+
+# Generated videos labelled by the oracle, for the reward retrained on what generators make (shapes_reward_generated.yaml):
+# the teacher at CFG 1-3 / 4-8 Euler steps, the ODE-init student, the shipped DMD student and step 500 of the long
+# DMD run (experiments/shapes_student/dmd_long.yaml) on train prompts; the shipped Stream-R1 student on held-out ones.
+GEN := OMP_NUM_THREADS=1 $(PY) -m streamvid.distill.shapes_generated
+shapes-reward-data: $(STAMP) ## make the generated-video sets of the reward retrained on generated videos (outputs/reward_data)
+	$(GEN) --split heldout --prompts 32 --seeds 8 --generators student:assets/shapes/stream_r1_student --out outputs/reward_data/heldout_r1.safetensors
+	$(GEN) --split train --prompts 64 --seeds 6 --generators student:assets/shapes/student teacher:cfg1:s4 teacher:cfg2:s4 teacher:cfg3:s8 teacher:cfg1:s8 --out outputs/reward_data/train_a.safetensors
+	$(GEN) --split train --prompts 64 --seeds 6 --first-prompt 96 --generators student:assets/shapes/dmd_student student:outputs/experiments/shapes/dmd_long/snapshots/step_000500 --out outputs/reward_data/train_c.safetensors
 
 eval: $(STAMP) ## evaluate a small shapes-world suite (outputs/eval/shapes_smoke; resumable)
 	$(VENV)/bin/streamvid-eval --config configs/eval/shapes_smoke.yaml

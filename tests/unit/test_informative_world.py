@@ -15,7 +15,7 @@ from streamvid.distill.shapes_generated import (
     load_generated_set,
     save_generated_set,
 )
-from streamvid.distill.shapes_reward_config import ShapesRewardStageConfig
+from streamvid.distill.shapes_reward_config import ShapesRewardStageConfig, check_generated_sets
 from streamvid.distill.shapes_reward_data import oracle_targets
 from streamvid.distill.shapes_reward_metrics import ranking_metrics
 from streamvid.distill.shapes_reward_stage import GeneratedBatches, ranking_loss
@@ -110,8 +110,8 @@ def test_generated_batches_draw_groups_and_chunks(tmp_path):
     cfg.p_chunk = 0.0
     videos, _, targets, _ = GeneratedBatches(cfg).draw()
     assert videos.shape[1] == 12 and targets["axes"].shape == (4, 3)
-    with pytest.raises(ConfigError, match="generated set not found"):
-        ShapesRewardStageConfig(generated=[str(tmp_path / "missing.safetensors")])
+    with pytest.raises(ConfigError, match="generated: generated set not found"):
+        check_generated_sets(ShapesRewardStageConfig(generated=[str(path), str(tmp_path / "missing.safetensors")]))
 
 
 def test_snapshot_every_is_checked():

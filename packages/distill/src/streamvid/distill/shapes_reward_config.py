@@ -15,7 +15,7 @@ from pathlib import Path
 from streamvid.core.config import ConfigError
 from streamvid.core.rewards.shapes_learned import ShapesRewardNetConfig
 
-__all__ = ["RUN_FIELDS", "ShapesRewardStageConfig", "training_settings"]
+__all__ = ["RUN_FIELDS", "ShapesRewardStageConfig", "check_generated_sets", "training_settings"]
 
 RUN_FIELDS = ("output_dir", "threads", "progress_bar")
 """Fields that say where and how the stage runs, not what it trains (left out of ``reward.json``)."""
@@ -100,13 +100,20 @@ class ShapesRewardStageConfig:
                                or self.generated_batch % self.group_draw or self.chunk_frames < 1):
             raise ConfigError(f"generated_batch ({self.generated_batch}) must be a multiple of group_draw "
                               f"({self.group_draw}) >= 2, chunk_frames >= 1")
-        for path in [*self.generated, *([self.eval_generated] if self.eval_generated else [])]:
-            if not Path(path).is_file():
-                raise ConfigError(f"generated set not found: {path} (make one with python -m "
-                                  "streamvid.distill.shapes_generated)")
         for name in ("p_clean", "p_degenerate", "p_wrong_prompt", "p_two_segments", "p_chunk"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"'{name}' must lie in [0, 1], got {getattr(self, name)}")
+
+
+def check_generated_sets(cfg: ShapesRewardStageConfig) -> None:
+    """`ConfigError` naming the first generated set of ``generated`` / ``eval_generated`` that is not a file (run
+    before any training; the files are made by ``make shapes-reward-data``)."""
+    for key, paths in (("generated", cfg.generated), ("eval_generated", [cfg.eval_generated] if cfg.eval_generated
+                                                      else [])):
+        for path in paths:
+            if not Path(path).is_file():
+                raise ConfigError(f"{key}: generated set not found: {path} (make it with `make shapes-reward-data` "
+                                  "or python -m streamvid.distill.shapes_generated)")
 
 
 def training_settings(cfg: ShapesRewardStageConfig) -> dict:

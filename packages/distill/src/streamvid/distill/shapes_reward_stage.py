@@ -36,7 +36,11 @@ from streamvid.core.rewards.shapes_learned import (
     encode_prompts,
     save_reward_net,
 )
-from streamvid.distill.shapes_reward_config import ShapesRewardStageConfig, training_settings
+from streamvid.distill.shapes_reward_config import (
+    ShapesRewardStageConfig,
+    check_generated_sets,
+    training_settings,
+)
 from streamvid.distill.shapes_reward_data import make_examples
 from streamvid.distill.shapes_reward_metrics import heldout_metrics, predict, ranking_metrics
 
@@ -210,6 +214,7 @@ def run_shapes_reward(cfg: ShapesRewardStageConfig) -> Path:
     """Check ``output_dir``, train (`fit_shapes_reward`), then write ``reward.safetensors``, ``reward.json`` and
     ``metrics.json`` into it; prints a one-line JSON summary and returns ``output_dir``."""
     check_output_dir(cfg.output_dir, "output_dir")
+    check_generated_sets(cfg)
     torch.set_num_threads(cfg.threads)
     print(f"shapes-reward: {cfg.steps} steps (cap {cfg.minutes} min), seed {cfg.seed} -> {cfg.output_dir}",
           file=sys.stderr, flush=True)
