@@ -63,12 +63,37 @@ def reward_rows(pred: torch.Tensor, chunk_pred: torch.Tensor, data: GeneratedSet
     return rows
 
 
+def scatter(scores: dict[str, torch.Tensor], data: GeneratedSet, path: Path) -> None:
+    """One panel per reward (rows) and axis (columns): reward against oracle, every video a dot; the title gives
+    the overall and the within-prompt Spearman."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(scores), len(AXES), figsize=(3.0 * len(AXES), 2.8 * len(scores)), squeeze=False)
+    for row, (label, pred) in zip(axes, scores.items()):
+        m = ranking_metrics(pred, data.axes, data.groups)
+        for ax, (k, axis) in zip(row, enumerate(AXES)):
+            ax.scatter(data.axes[:, k], pred[:, k], s=4, alpha=0.4)
+            ax.set_title(f"{label} {axis}: rho {m[axis]['spearman_overall']:.2f}, within "
+                         f"{m[axis]['spearman_within']:.2f}", fontsize=8)
+            ax.set_xlabel("oracle", fontsize=8)
+            ax.set_ylabel("reward", fontsize=8)
+            ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True)
     p.add_argument("--reward", nargs="+", default=["old=shapes_learned", "analytic=shapes_analytic"],
                    help="label=name[:checkpoint dir]")
     p.add_argument("--by-generator", action="store_true")
+    p.add_argument("--scatter", default=None, help="PNG: reward against oracle per reward (rows) and axis (columns)")
     p.add_argument("--out", default="outputs/bench/reward_ranking.json")
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -76,6 +101,7 @@ def main() -> None:
     data = load_generated_set(args.data)
     report: dict = {"data": args.data, "videos": len(data), "groups": int(data.groups.unique().numel()),
                     "generators": sorted(set(data.generators)), "rewards": {}}
+    scores: dict[str, torch.Tensor] = {}
     for text in args.reward:
         label, reward = parse_reward(text)
         pred, chunk_pred = score_set(reward, data)
@@ -84,6 +110,9 @@ def main() -> None:
             for gen in report["generators"]:
                 keep = torch.tensor([g == gen for g in data.generators])
                 report["rewards"][label][gen] = reward_rows(pred[keep], chunk_pred[keep], data.select(keep))
+        scores[label] = pred
+    if args.scatter:
+        scatter(scores, data, Path(args.scatter))
     report["seconds"] = round(time.perf_counter() - start, 1)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
