@@ -48,10 +48,10 @@ lint: $(STAMP) ## ruff over packages, tests and bench
 generate: $(STAMP) ## stream one video: make generate CONFIG=... PROMPT="..." OUT=...
 	$(VENV)/bin/streamvid-generate --config $(CONFIG) --prompt "$(PROMPT)" --out $(OUT)
 
-shapes-reward: $(STAMP) ## train the learned shapes reward on CPU (~7 min on an idle core, capped at 40) into its shipped checkpoint folder
+shapes-reward: $(STAMP) ## train the learned shapes reward (after make shapes-reward-data; ~16 min on one core) into its shipped checkpoint folder
 	OMP_NUM_THREADS=1 $(VENV)/bin/streamvid-train shapes-reward --config configs/train/shapes_reward.yaml
 
-# Generated videos labelled by the oracle, for the reward retrained on what generators make (shapes_reward_generated.yaml):
+# Generated videos labelled by the oracle, for the reward trained on what generators make (shapes_reward.yaml):
 # the teacher at CFG 1-3 / 4-8 Euler steps, the ODE-init student, the shipped DMD student and step 500 of the long
 # DMD run (experiments/shapes_student/dmd_long.yaml) on train prompts; the shipped Stream-R1 student on held-out ones.
 GEN := OMP_NUM_THREADS=1 $(PY) -m streamvid.distill.shapes_generated

@@ -234,3 +234,26 @@ TINY_BUILDERS: dict[str, Callable[[Path], RewardModel]] = {
 }
 """Reward name -> builder of a tiny, fast instance under a scratch folder (add one per registered reward; the contract tests fail for a name without one)."""
 
+
+def tiny_generated_set(n_groups: int = 3, seeds: int = 4) -> GeneratedSet:
+    """A `GeneratedSet` of rendered train-split videos made worse by seed-dependent noise (``n_groups`` prompts x
+    ``seeds``): within a group the oracle ranks them by their noise."""
+    from streamvid.core.world import WorldConfig, render, sample_attributes
+    from streamvid.distill.shapes_generated import GeneratedSet
+    from streamvid.distill.shapes_reward_data import oracle_targets
+
+    videos, prompts, groups = [], [], []
+    for g in range(n_groups):
+        attrs, prompt = sample_attributes(WorldConfig(), "train", g)
+        clean = render(attrs, WorldConfig())
+        for s in range(seeds):
+            noise = 0.03 * s * torch.randn(clean.shape, generator=torch.Generator().manual_seed(10 * g + s))
+            videos.append((clean + noise).clamp(0, 1))
+            prompts.append(prompt)
+            groups.append(g)
+    labels = oracle_targets(videos, prompts, [1] * len(prompts))
+    chunk = torch.stack([oracle_targets([v[c : c + 3] for v in videos], prompts, [1] * len(prompts))["axes"]
+                         for c in range(0, 12, 3)], 1)
+    return GeneratedSet((torch.stack(videos) * 255).round().to(torch.uint8), prompts, ["rendered"] * len(prompts),
+                        torch.tensor(groups), labels["axes"], chunk, labels["colour"], labels["shape"],
+                        labels["direction"])

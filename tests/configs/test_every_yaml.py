@@ -36,7 +36,7 @@ SCHEMAS: dict[str, type | None] = {
     "configs/train/shapes_student.yaml": StudentStageConfig,
     "configs/train/shapes_r1.yaml": DMDStageConfig,
     "configs/train/shapes_reward.yaml": ShapesRewardStageConfig,
-    "configs/train/shapes_reward_generated.yaml": ShapesRewardStageConfig,
+    "configs/train/shapes_reward_rendered.yaml": ShapesRewardStageConfig,
     "experiments": DMDStageConfig,
     "experiments/stream_t1": InferT1Config,
     "configs/infer": InferT1Config,

@@ -5,18 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from reward_helpers import tiny_generated_set
 
 from streamvid.core.config import ConfigError, load_config
 from streamvid.core.world import WorldConfig, chunk_background, render, sample_attributes
 from streamvid.distill.dmd_config import DMDStageConfig
-from streamvid.distill.shapes_generated import (
-    GeneratedSet,
-    GeneratorSpec,
-    load_generated_set,
-    save_generated_set,
-)
+from streamvid.distill.shapes_generated import GeneratorSpec, load_generated_set, save_generated_set
 from streamvid.distill.shapes_reward_config import ShapesRewardStageConfig, check_generated_sets
-from streamvid.distill.shapes_reward_data import oracle_targets
 from streamvid.distill.shapes_reward_metrics import ranking_metrics
 from streamvid.distill.shapes_reward_stage import GeneratedBatches, ranking_loss
 
@@ -50,27 +45,8 @@ def test_generator_spec_parses_and_names_what_it_makes():
             GeneratorSpec.parse(bad)
 
 
-def _tiny_set(n_groups: int = 3, seeds: int = 4) -> GeneratedSet:
-    """Rendered videos made worse by seed-dependent noise: within a group the oracle ranks them by noise."""
-    videos, prompts, groups = [], [], []
-    for g in range(n_groups):
-        attrs, prompt = sample_attributes(WorldConfig(), "train", g)
-        clean = render(attrs, WorldConfig())
-        for s in range(seeds):
-            noise = 0.03 * s * torch.randn(clean.shape, generator=torch.Generator().manual_seed(10 * g + s))
-            videos.append((clean + noise).clamp(0, 1))
-            prompts.append(prompt)
-            groups.append(g)
-    labels = oracle_targets(videos, prompts, [1] * len(prompts))
-    chunk = torch.stack([oracle_targets([v[c : c + 3] for v in videos], prompts, [1] * len(prompts))["axes"]
-                         for c in range(0, 12, 3)], 1)
-    return GeneratedSet((torch.stack(videos) * 255).round().to(torch.uint8), prompts, ["rendered"] * len(prompts),
-                        torch.tensor(groups), labels["axes"], chunk, labels["colour"], labels["shape"],
-                        labels["direction"])
-
-
 def test_generated_set_round_trips_and_selects(tmp_path):
-    data = _tiny_set(2, 3)
+    data = tiny_generated_set(2, 3)
     back = load_generated_set(save_generated_set(data, tmp_path / "set.safetensors"))
     assert back.prompts == data.prompts and back.generators == data.generators
     for key in ("videos", "groups", "axes", "chunk_axes", "colour", "shape", "direction"):
@@ -82,7 +58,7 @@ def test_generated_set_round_trips_and_selects(tmp_path):
 
 
 def test_ranking_metrics_of_the_oracle_itself_and_of_its_reverse():
-    data = _tiny_set()
+    data = tiny_generated_set()
     perfect = ranking_metrics(data.axes, data.axes, data.groups)["visual"]
     assert perfect["spearman_within"] == pytest.approx(1.0) and perfect["best_of_n"]["headroom"] == pytest.approx(1.0)
     reverse = ranking_metrics(-data.axes, data.axes, data.groups)["visual"]
@@ -102,7 +78,7 @@ def test_ranking_loss_is_bradley_terry_over_pairs_of_one_group():
 
 
 def test_generated_batches_draw_groups_and_chunks(tmp_path):
-    path = save_generated_set(_tiny_set(3, 4), tmp_path / "set.safetensors")
+    path = save_generated_set(tiny_generated_set(3, 4), tmp_path / "set.safetensors")
     cfg = ShapesRewardStageConfig(generated=[str(path)], generated_batch=4, group_draw=2, p_chunk=1.0)
     videos, prompts, targets, groups = GeneratedBatches(cfg).draw()
     assert videos.shape[:2] == (4, 3) and targets["direction"].shape == (4, 3)

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from reward_helpers import TINY_NET
+from reward_helpers import TINY_NET, tiny_generated_set
 
 from streamvid.core.config import load_config
 from streamvid.core.rewards import build_reward
 from streamvid.core.rewards.shapes_learned import DEFAULT_CHECKPOINT
 from streamvid.core.world import score_batch
 from streamvid.distill.cli import main as train_main
+from streamvid.distill.shapes_generated import save_generated_set
 from streamvid.distill.shapes_reward_config import ShapesRewardStageConfig, training_settings
 from streamvid.distill.shapes_reward_data import make_examples
 from streamvid.distill.shapes_reward_metrics import spearman
@@ -81,7 +82,9 @@ def test_shipped_yaml_holds_the_settings_the_shipped_checkpoint_was_trained_with
 
 def test_stage_writes_a_checkpoint_the_registry_loads(tmp_path, capsys):
     out = tmp_path / "reward"
-    args = ["shapes-reward", "--config", str(YAML), "--set", f"output_dir={out}"]
+    generated = save_generated_set(tiny_generated_set(2, 4), tmp_path / "generated.safetensors")
+    args = ["shapes-reward", "--config", str(YAML), "--set", f"output_dir={out}", "--set", f"generated=[{generated}]",
+            "--set", f"eval_generated={generated}", "--set", "generated_batch=4", "--set", "group_draw=2"]
     for item in TINY_RUN:
         args += ["--set", item]
     assert train_main(args) == 0
@@ -91,6 +94,7 @@ def test_stage_writes_a_checkpoint_the_registry_loads(tmp_path, capsys):
     assert list(meta["train"])[: len(shipped["train"])] == list(shipped["train"]) and meta["train"]["steps"] == 4
     assert metrics["steps_done"] == 4 and len(metrics["loss_per_25_steps"]) == 1
     assert set(metrics["spearman"]) == set(AXES)
+    assert metrics["generated_videos"] == 8 and metrics["generated_ranking"]["motion"]["groups_ranked"] == 2
     reward = build_reward("shapes_learned", path=str(out))
     assert reward.net.config == TINY_NET
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["steps_done"] == 4

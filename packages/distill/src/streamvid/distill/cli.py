@@ -41,7 +41,7 @@ examples (run from the repository root):
   streamvid-train student --config configs/train/shapes_student.yaml --set objective=flow_distill
   streamvid-train r1 --config configs/train/shapes_r1.yaml
   streamvid-train r1 --config experiments/shapes/dmd.yaml --set seed=1 --set output_dir=outputs/train/dmd_s1
-  streamvid-train shapes-reward --config configs/train/shapes_reward.yaml --set steps=20 --set output_dir=/tmp/r
+  streamvid-train shapes-reward --config configs/train/shapes_reward_rendered.yaml --set steps=20 --set output_dir=/tmp/r
 """
 
 
