@@ -49,6 +49,15 @@ def read_videos(videos: torch.Tensor, prompts: list[str], chunk_frames: int) -> 
     }
 
 
+def _starts_at_zero(run: Path) -> bool:
+    """False for a run resumed from another run's checkpoint (``resume: <file>``): its curve starts there."""
+    import yaml
+
+    config = run / "train_config.yaml"
+    resume = yaml.safe_load(config.read_text()).get("resume", "auto") if config.is_file() else "auto"
+    return resume in ("auto", "never")
+
+
 def plot(report: dict, path: Path) -> None:
     """One panel per curve against optimiser steps, a line per run, the teacher dashed."""
     import matplotlib
@@ -103,7 +112,8 @@ def main() -> None:
     start_row = read_videos(sample_student(start_model, sampler, prompts, seed=args.noise_seed), prompts, chunk)
     for run in map(Path, args.run):
         rows = report["runs"].setdefault(run.name, {})
-        rows["0"] = start_row
+        if _starts_at_zero(run):
+            rows["0"] = start_row
         for snap in sorted((run / "snapshots").glob("step_*")):
             m = re.fullmatch(r"step_(\d+)", snap.name)
             if not m or str(int(m[1])) in rows or not (snap / "config.json").is_file():
