@@ -1,7 +1,7 @@
 """Do shapes rewards rank what generators make? Oracle agreement on generated videos, within a prompt and overall.
 
-    .venv/bin/python bench/reward_ranking.py --data outputs/reward_data/heldout.safetensors \
-        --reward old=shapes_learned new=shapes_learned:outputs/reward_new analytic=shapes_analytic \
+    .venv/bin/python bench/reward_ranking.py --data outputs/reward_data/heldout_r1.safetensors \
+        --reward shipped=shapes_learned other=shapes_learned:outputs/train/shapes_reward_rendered analytic=shapes_analytic \
         --out outputs/bench/reward_ranking.json
 
 ``--data`` is a `streamvid.distill.shapes_generated` set (several seeds per prompt and generator; make it with
@@ -90,7 +90,7 @@ def scatter(scores: dict[str, torch.Tensor], data: GeneratedSet, path: Path) -> 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True)
-    p.add_argument("--reward", nargs="+", default=["old=shapes_learned", "analytic=shapes_analytic"],
+    p.add_argument("--reward", nargs="+", default=["shipped=shapes_learned", "analytic=shapes_analytic"],
                    help="label=name[:checkpoint dir]")
     p.add_argument("--by-generator", action="store_true")
     p.add_argument("--scatter", default=None, help="PNG: reward against oracle per reward (rows) and axis (columns)")
