@@ -232,7 +232,7 @@ def bench_generator(cfg, label: str, wide: bool, draws: int, reps: int, precisio
                 t[name].append(gen_step(name, prompts, exit_step, noise_seed))
         critic = [critic_step(prompts, exit_step, noise_seed + 500) for _ in range(reps)]
         with torch.no_grad(), _autocast(precision):
-            x = r1._rollout(prompts, exit_step, noise_seed, grad=False)
+            x, _ = r1._rollout(prompts, exit_step, noise_seed, grad=False)
         pieces = _pieces(r1, x, prompts, precision, reps)
         row = {"exit_step": exit_step, "noise_seed": noise_seed, "prompts": prompts,
                "plain_s": t["plain"], "stream_r1_s": t["stream_r1"], "critic_s": critic,

@@ -40,7 +40,7 @@ def main() -> None:
         for i in range(0, args.rollouts, args.batch):
             g = _gen(args.seed, i)
             prompts = module.prompts.draw(g, min(args.batch, args.rollouts - i))
-            x = module._rollout(prompts, module._exit_step(g), args.seed + i, grad=False)
+            x, _ = module._rollout(prompts, module._exit_step(g), args.seed + i, grad=False)
             out = reward(codec.decode(x).clamp(0, 1), prompts)
             for axis, v in out.axes.items():
                 scores.setdefault(axis, []).extend(v.tolist())

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -38,32 +37,11 @@ from streamvid.core.world import WorldConfig
 from streamvid.core.world.dataset import colour_shape_pairs
 from streamvid.core.world.oracle import score_details
 from streamvid.eval.drift import windowed_curve
+from streamvid.eval.long_streams import AXES, segment_plans, segment_scores
 from streamvid.eval.report import seed_mean_ci
 from streamvid.tts.cli import InferT1Config
 from streamvid.tts.ledger import BudgetLedger
 from streamvid.tts.search import PromptSwitch, best_of_n, chunk_search, plain_config, plan_for_budget
-
-AXES = ("text", "motion", "visual")
-OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
-
-
-def segment_directions(index: int, segments: int) -> list[str]:
-    """Out and back along one axis, then the other: e.g. left, right, up, down (first axis and sign per prompt)."""
-    rng = random.Random(1000 + index)
-    first = rng.choice(["left", "right"]) if rng.random() < 0.5 else rng.choice(["up", "down"])
-    other = rng.choice(["up", "down"]) if first in ("left", "right") else rng.choice(["left", "right"])
-    cycle = [first, OPPOSITE[first], other, OPPOSITE[other]]
-    return [cycle[i % 4] for i in range(segments)]
-
-
-def segment_scores(pixels: torch.Tensor, prompts: list[str], seg_frames: int) -> list[dict[str, float]]:
-    """Oracle scores of each segment ``[seg_frames, 3, H, W]`` against its own prompt."""
-    out = []
-    for s, prompt in enumerate(prompts):
-        r = score_details(pixels[s * seg_frames:(s + 1) * seg_frames], prompt)
-        out.append({**{a: float(getattr(r, a)) for a in AXES}, "colour": float(r.parts.get("colour", 0.0)),
-                    "direction": float(r.parts.get("direction", 0.0))})
-    return out
 
 
 def drift_curves(pixels: torch.Tensor, prompt: str, window: int, stride: int) -> dict[str, dict]:
@@ -92,10 +70,7 @@ def main() -> None:
     torch.set_num_threads(1)
     cfg = load_config(Path(args.config), [], schema=InferT1Config)
     pairs = colour_shape_pairs(WorldConfig(), "heldout")  # the colour / shape pairs never seen in training
-    plans = []
-    for i in range(args.prompts):
-        colour, shape = pairs[i % len(pairs)]
-        plans.append([f"a {colour} {shape} moving {d}" for d in segment_directions(i, args.segments)])
+    plans = segment_plans(pairs, args.prompts, args.segments)
     gen = build_generator(cfg.generator, vocabulary=prompt_vocabulary([q for ps in plans for q in ps]))
     reward = build_reward(cfg.reward.config())
     chunk = gen.sampler.chunk_frames

@@ -55,7 +55,7 @@ def test_generator_loss_is_vanilla_dmd_written_out(plain):
     loss, grads, _ = _student_grads(plain, PROMPTS)
     plain.nets.zero_grad(set_to_none=True)
     g = _gen(3)
-    x = plain._rollout(PROMPTS, 1, 3, grad=True)
+    x, _ = plain._rollout(PROMPTS, 1, 3, grad=True)
     sigma = plain._score_sigma(2, g)
     eps = torch.randn(x.shape, generator=g)
     cond, uncond = plain.encode(PROMPTS), plain.encode(["", ""])
@@ -88,7 +88,7 @@ def test_stream_r1_with_neutral_weights_is_plain_dmd_exactly(plain):
 
 def test_inter_weight_is_exp_beta_r_per_sample():
     module = _module("stream_r1.spatial_reward=false", "stream_r1.reward_mode=MQ")
-    x = module._rollout(PROMPTS, 3, 5, grad=False)
+    x, _ = module._rollout(PROMPTS, 3, 5, grad=False)
     out = _weights(module, x)
     inter, intra, logs = out.inter, out.intra, out.logs
     with torch.no_grad():
@@ -104,7 +104,7 @@ def test_intra_weights_are_mean_one_on_the_latent_grid_and_floored():
     from streamvid.distill.dmd_module import _gen
 
     module = _module()
-    x = module._rollout(PROMPTS, 3, 5, grad=False)
+    x, _ = module._rollout(PROMPTS, 3, 5, grad=False)
     out = _weights(module, x)
     intra, logs = out.intra, out.logs
     assert intra.shape == (2, 12, 1, 16, 16)
@@ -119,7 +119,7 @@ def test_intra_weights_are_mean_one_on_the_latent_grid_and_floored():
 
 def test_reward_failure_and_non_finite_rewards_fall_back_to_weight_one():
     module = _module()
-    x = module._rollout(PROMPTS, 3, 5, grad=False)
+    x, _ = module._rollout(PROMPTS, 3, 5, grad=False)
     real_reward = module._reward[0]
 
     class Broken:

@@ -34,6 +34,7 @@ __all__ = [
     "DMDConfig",
     "DMDStageConfig",
     "DeepSpeedSection",
+    "LongTuningConfig",
     "NetOptimConfig",
     "NOT_IMPLEMENTED",
     "StreamR1Config",
@@ -212,6 +213,31 @@ class DeepSpeedSection:
 
 
 @dataclass
+class LongTuningConfig:
+    """LongLive's streaming long tuning and switch training (off by default).
+
+    The student rolls out ``rollout_frames`` latent frames with its cache's sink and window (the sampler's cache
+    layout: set ``sampler.cache.window_frames``); the real and fake scores supervise one teacher-length window of
+    it (``num_training_frames``), whose start is drawn uniformly over the chunk boundaries in
+    ``[0, rollout_frames - num_training_frames]`` (LongLive extends one rollout window by window and supervises each
+    new window; drawing the window's position per step gives the same windows without carrying a cache between
+    optimiser steps, so a resumed run redraws exactly). Chunks before the window run without gradient; their K/V
+    are constants, as every cached chunk's are (A.2.1).
+    """
+
+    rollout_frames: int = 0
+    """Latent frames of the long rollout; 0: off (the rollout is the supervised window itself)."""
+    switch_probability: float = 0.0
+    """Switch training: the probability that a rollout with chunks before its window switches prompt at the
+    window's start (the sampler's prompt switch, with KV re-cache when ``sampler.recache_on_switch``); the window is
+    then supervised, and rewarded, under the new prompt (`PromptSource.switch_targets`)."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.rollout_frames > 0
+
+
+@dataclass
 class DMDStageConfig(RunConfig):
     """`streamvid-train r1`: DMD / Stream-R1 of the causal student from its ODE init (`RunConfig`: output_dir,
     run_dir, resume, seed)."""
@@ -254,6 +280,8 @@ class DMDStageConfig(RunConfig):
     sample_every: int = 50
     """Optimiser steps between fixed-seed sample videos (and intra weight maps) in the logs, with oracle scores."""
     sample_prompts: int = 4
+    long_tuning: LongTuningConfig = field(default_factory=LongTuningConfig)
+    """LongLive's long tuning and switch training (off by default; see `LongTuningConfig`)."""
     snapshot_every: int = 0
     """Optimiser steps between kept copies of the exported (EMA) student in ``<output_dir>/snapshots/step_NNNNNN``
     (a training curve is read from them afterwards); 0: none, only the latest export in ``output_dir``."""
@@ -268,6 +296,7 @@ class DMDStageConfig(RunConfig):
                 f"num_training_frames={self.latent_frames} is not a multiple of the sampler's chunk_frames="
                 f"{self.chunk_frames}"
             )
+        self._check_long_tuning()
         if self.sample_every < 1 or self.sample_prompts < 0:
             raise ConfigError("sample_every must be >= 1 and sample_prompts >= 0")
         world = self.trainer.devices * self.trainer.num_nodes
@@ -281,6 +310,35 @@ class DMDStageConfig(RunConfig):
                 f"a world size of {world} (trainer.devices x trainer.num_nodes) needs deepspeed.enabled: true "
                 "(the multi-process path)"
             )
+
+    def _check_long_tuning(self) -> None:
+        lt = self.long_tuning
+        if not 0.0 <= lt.switch_probability <= 1.0:
+            raise ConfigError(f"long_tuning.switch_probability must be in [0, 1], got {lt.switch_probability}")
+        if not lt.enabled:
+            if lt.rollout_frames < 0:
+                raise ConfigError(f"long_tuning.rollout_frames must be >= 0, got {lt.rollout_frames}")
+            if lt.switch_probability > 0:
+                raise ConfigError("long_tuning.switch_probability > 0 needs long_tuning.rollout_frames > "
+                                  "num_training_frames (a switch happens before the supervised window)")
+            return
+        if lt.rollout_frames <= self.latent_frames or lt.rollout_frames % self.chunk_frames:
+            raise ConfigError(
+                f"long_tuning.rollout_frames={lt.rollout_frames} must exceed num_training_frames="
+                f"{self.latent_frames} and be a multiple of the sampler's chunk_frames={self.chunk_frames}"
+            )
+        if self.sampler.cache.window_frames is None:
+            raise ConfigError(
+                "long_tuning needs a bounded attention window (sampler.cache.window_frames): the long rollout "
+                "would otherwise attend past the teacher's horizon (LongLive: frame sink + local window)"
+            )
+
+    @property
+    def window_starts(self) -> list[int]:
+        """Latent frames at which the supervised window may start: ``[0]`` without long tuning."""
+        if not self.long_tuning.enabled:
+            return [0]
+        return list(range(0, self.long_tuning.rollout_frames - self.latent_frames + 1, self.chunk_frames))
 
     @property
     def chunk_frames(self) -> int:

@@ -126,20 +126,42 @@ class DMDModule(pl.LightningModule):
         steps = len(self.sampler.schedule)
         return steps - 1 if self.cfg.dmd.last_step_only else draw_exit_step(steps, generator)
 
-    def _rollout(self, prompts: list[str], exit_step: int, noise_seed: int, grad: bool) -> torch.Tensor:
+    def _rollout(self, prompts: list[str], exit_step: int, noise_seed: int, grad: bool,
+                 long_gen: torch.Generator | None = None) -> tuple[torch.Tensor, list[str]]:
+        """The rollout's supervised window ``[B, F, C, h, w]`` and the prompts it was generated under.
+
+        With long tuning, the window starts at a frame drawn from ``long_gen`` (uniform over
+        `DMDStageConfig.window_starts`) and, with probability ``switch_probability`` when it does not start at 0,
+        the rollout switches to `PromptSource.switch_targets` at the window's start; ``long_gen`` is read only
+        then, so runs without long tuning draw exactly what they drew before it existed."""
+        start, window_prompts, switch_text = 0, prompts, None
+        lt = self.cfg.long_tuning
+        if lt.enabled:
+            if long_gen is None:
+                raise ValueError("long tuning draws its window from long_gen; pass a seeded generator")
+            starts = self.cfg.window_starts
+            start = starts[int(torch.randint(len(starts), (1,), generator=long_gen))]
+            if start > 0 and float(torch.rand((), generator=long_gen)) < lt.switch_probability:
+                window_prompts = self.prompts.switch_targets(long_gen, prompts)
         with torch.set_grad_enabled(grad):
             text = self.encode(prompts)
-        return self_forcing_rollout(self.sampler, text, self.latent_shape, self.cfg.latent_frames, exit_step,
-                                    GaussianNoise(noise_seed), grad=grad)
+            if window_prompts is not prompts:
+                switch_text = self.encode(window_prompts)
+        x = self_forcing_rollout(self.sampler, text, self.latent_shape, self.cfg.latent_frames, exit_step,
+                                 GaussianNoise(noise_seed), grad=grad, window_start=start, switch_text=switch_text)
+        return x, window_prompts
 
     # ------------------------------------------------------------------ the two losses
-    def generator_loss(self, prompts: list[str], gen: torch.Generator, exit_step: int, noise_seed: int):
+    def generator_loss(self, prompts: list[str], gen: torch.Generator, exit_step: int, noise_seed: int,
+                       long_gen: torch.Generator | None = None):
         """(loss, logs, diagnostics) of one generator micro-step: rollout, DMD gradient, Stream-R1 weights
         (A.2.2, A.4-A.7). ``diagnostics``: ``per_sample`` (prompts, rewards, weights) when the inter weight was
         computed, ``weight_map`` (the first rollout's pixels ``[1, T, 3, H, W]`` and intra map ``[1, F, h, w]``)
-        when the intra weight was and each latent frame is one pixel frame (a pixel codec; drawn side by side)."""
+        when the intra weight was and each latent frame is one pixel frame (a pixel codec; drawn side by side).
+        ``long_gen``: the long-tuning draws (window start, switch; `_rollout`). After a switch, the window is
+        scored, and rewarded, under the prompts it switched to."""
         b = len(prompts)
-        x = self._rollout(prompts, exit_step, noise_seed, grad=True)  # [B, F, C, h, w]
+        x, prompts = self._rollout(prompts, exit_step, noise_seed, True, long_gen)  # [B, F, C, h, w]
         sigma = self._score_sigma(b, gen)
         eps = torch.randn(x.shape, generator=gen).to(x)
         cond, uncond = self.encode(prompts), self.encode([self.cfg.dmd.negative_prompt] * b)
@@ -165,11 +187,13 @@ class DMDModule(pl.LightningModule):
                  "score_sigma": float(sigma.mean())}
         return loss, logs, diagnostics
 
-    def critic_loss(self, prompts: list[str], gen: torch.Generator, exit_step: int, noise_seed: int):
-        """(loss, logs) of one critic micro-step: fresh no-grad rollout, flow loss at a score timestep (A.2.3)."""
+    def critic_loss(self, prompts: list[str], gen: torch.Generator, exit_step: int, noise_seed: int,
+                    long_gen: torch.Generator | None = None):
+        """(loss, logs) of one critic micro-step: fresh no-grad rollout (its window, under long tuning), flow loss
+        at a score timestep (A.2.3)."""
         b = len(prompts)
         with torch.no_grad():
-            x = self._rollout(prompts, exit_step, noise_seed, grad=False)
+            x, prompts = self._rollout(prompts, exit_step, noise_seed, False, long_gen)
         sigma = self._score_sigma(b, gen)
         eps = torch.randn(x.shape, generator=gen).to(x)
         x_t = add_noise(x, eps, sigma.view(b, 1, 1, 1, 1).to(x.dtype))
@@ -227,7 +251,8 @@ class DMDModule(pl.LightningModule):
                 g = _gen(cfg.seed, step, i, rank, 1)
                 prompts = self.prompts.draw(g, b)
                 loss, glogs, diag = self.generator_loss(prompts, g, self._exit_step(_gen(cfg.seed, step, i, 1)),
-                                                        _seed(cfg.seed, step, i, rank, 2))
+                                                        _seed(cfg.seed, step, i, rank, 2),
+                                                        _gen(cfg.seed, step, i, rank, 6))
                 diagnostics |= diag
                 ok["generator"] &= self._backward("generator", loss, accum, boundary=False)
                 for k, v in (glogs | {"generator_loss": float(loss.detach())}).items():
@@ -235,7 +260,7 @@ class DMDModule(pl.LightningModule):
             g = _gen(cfg.seed, step, i, rank, 3)
             prompts = self.prompts.draw(g, b)
             loss, _ = self.critic_loss(prompts, g, self._exit_step(_gen(cfg.seed, step, i, 4)),
-                                       _seed(cfg.seed, step, i, rank, 5))
+                                       _seed(cfg.seed, step, i, rank, 5), _gen(cfg.seed, step, i, rank, 7))
             ok["critic"] &= self._backward("critic", loss, accum, boundary=last)
             logs.setdefault("critic_loss", []).append(float(loss.detach()))
         grouped = find_grouped_optimizer(opt)

@@ -33,6 +33,10 @@ class PromptSource(Protocol):
         """The first ``n`` of a fixed prompt list (sample videos at a fixed seed)."""
         ...
 
+    def switch_targets(self, generator: torch.Generator, prompts: list[str]) -> list[str]:
+        """The prompt each of ``prompts`` switches to in LongLive's switch training (reads only ``generator``)."""
+        ...
+
 
 class FilePrompts:
     """Prompts of a text file, one per non-blank line: uniform draws with replacement; `fixed` = the first lines."""
@@ -47,6 +51,19 @@ class FilePrompts:
 
     def fixed(self, n: int) -> list[str]:
         return self.prompts[:n]
+
+    def switch_targets(self, generator: torch.Generator, prompts: list[str]) -> list[str]:
+        """Another line of the file per prompt (uniform over the other lines; LongLive pairs prompts whose subject
+        persists, which a plain prompt file cannot say: give such a file)."""
+        if len(self.prompts) < 2:
+            return list(prompts)
+        out = []
+        for p in prompts:
+            q = p
+            while q == p:
+                q = self.prompts[int(torch.randint(len(self.prompts), (1,), generator=generator))]
+            out.append(q)
+        return out
 
 
 class WorldPrompts:
@@ -66,6 +83,21 @@ class WorldPrompts:
         from streamvid.core.world import sample_attributes
 
         return [sample_attributes(self.world, "val", i)[1] for i in range(n)]
+
+    def switch_targets(self, generator: torch.Generator, prompts: list[str]) -> list[str]:
+        """The same colour and shape moving in another of the world's directions, phrased with a drawn seed (the
+        subject persists across the switch, as in LongLive's switch prompts and the world's multi-segment
+        streams, ``streamvid.eval.long_streams``)."""
+        from streamvid.core.world.prompts import PromptSpec, generate_prompt, parse_prompt
+
+        out = []
+        for p in prompts:
+            spec = parse_prompt(p)
+            options = [d for d in self.world.directions if d != spec.segments[-1]]
+            d = options[int(torch.randint(len(options), (1,), generator=generator))]
+            seed = int(torch.randint(2**31, (1,), generator=generator))
+            out.append(generate_prompt(PromptSpec(spec.colour, spec.shape, (d,)), seed))
+        return out
 
 
 def prompt_source(cfg) -> PromptSource:
