@@ -81,8 +81,9 @@ function onFrame(data) {
   createImageBitmap(new Blob([data], { type: MIME[m.format] })).then((b) => { item.bitmap = b; });
 }
 
-// the player: one frame every 1/fps seconds, as soon as it is decoded
+// the player: one frame every 1/fps seconds, as soon as it is decoded (checked on every animation frame)
 function tick() {
+  requestAnimationFrame(tick);
   const now = performance.now(), head = st.play[0];
   if (head && head.bitmap && now >= st.nextDue) {
     const ctx = $("view").getContext("2d");
@@ -99,7 +100,7 @@ function tick() {
     $("progress").textContent = `${st.chunks.length} / ${st.drawn}`;
   }
 }
-setInterval(tick, 5);
+requestAnimationFrame(tick);
 
 function onDone(m) {
   st.done = m; st.streaming = false;
@@ -124,7 +125,8 @@ function start() {
   if (!Number.isInteger(msg.seed) || !Number.isInteger(msg.frames)) { showError("seed and frames must be whole numbers"); return; }
   if (st.streaming) { showError("start: a stream is already running; stop it first"); return; }
   Object.assign(st, { expect: [], play: [], drawn: 0, lastDrawn: null, ttff: null, nextDue: 0, latencies: [],
-                      chunks: [], switches: [], done: null, streaming: true, t0: performance.now() });
+                      chunks: [], switches: [], done: null, streaming: true, frames: msg.frames,
+                      t0: performance.now() });
   for (const id of ["ttff", "latency", "fps", "nfe", "progress", "best", "switches"]) $(id).textContent = "–";
   $("current-prompt").textContent = msg.prompt;
   $("error").textContent = ""; $("downloads").innerHTML = "";
@@ -145,10 +147,11 @@ function drawTree() {
   tree.innerHTML = "";
   const scores = levels.flatMap((c) => c.tree.map((n) => n.fused)).filter((v) => Number.isFinite(v));
   const lo = Math.min(...scores, 0), hi = Math.max(...scores, 1e-9);
-  const height = 220, top = 28, bottom = 40, colW = 44, left = 30;
+  const height = 200, top = 28, bottom = 40, colW = Math.max(16, Math.min(44, 1100 / (st.frames / st.cfg.chunk_frames))),
+    left = 30;
   const y = (v) => (Number.isFinite(v) ? top + (hi - v) / (hi - lo || 1) * (height - top - bottom) : height - bottom);
   const x = (k) => left + k * colW;
-  tree.setAttribute("width", Math.max(400, x(st.cfg.max_frames / st.cfg.chunk_frames) + colW));
+  tree.setAttribute("width", Math.max(400, x(st.frames / st.cfg.chunk_frames) + colW));
   const pos = new Map();  // "chunk:candidate" -> [x, y]
   for (const c of levels) for (const n of c.tree) pos.set(`${c.chunk}:${n.candidate}`, [x(c.chunk), y(n.fused)]);
   for (const c of levels) {
@@ -173,7 +176,9 @@ function drawTree() {
   const last = levels[levels.length - 1];
   for (const [frame, route] of Object.entries(last ? last.routes : {})) {
     const k = Number(frame) / st.cfg.chunk_frames;
-    tree.append(svg("text", { class: "route", x: x(k) - 10, y: height - 16 }, route));
+    const label = svg("text", { class: "route", x: x(k) - 8, y: height - 16 }, route.replace("_sink", ""));
+    label.append(svg("title", {}, `chunk ${k} (frames ${frame}..) left the window: ${route}`));
+    tree.append(label);
   }
   for (const s of st.switches) {
     const sx = x(s.chunk) - colW / 2;
