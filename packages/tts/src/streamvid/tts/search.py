@@ -341,31 +341,13 @@ def _score_pool(candidates: list[_Candidate], beams: list[Beam], prompt: str, se
     return _PoolScores(short, long, fused, ok)
 
 
-def chunk_search(
-    sampler: StreamingSampler,
-    text: torch.Tensor,
-    prompt: str,
-    latent_shape: tuple[int, int, int],
-    num_frames: int,
-    reward: RewardModel,
-    codec: VideoCodec,
-    cfg: SearchConfig | None = None,
-    *,
-    short_reward: RewardModel | None = None,
-    final_reward: RewardModel | None = None,
-    ledger: BudgetLedger | None = None,
-    on_chunk: Callable[[int], None] | None = None,
-    prompt_switches: Sequence[PromptSwitch] = (),
-) -> SearchResult:
+def chunk_search(*args, on_chunk: Callable[[int], None] | None = None, **kwargs) -> SearchResult:
     """Stream-T1 search for one prompt (see the module docstring): `search_steps` run to the end.
 
-    Args:
-        on_chunk: called with the chunk index after each chunk (a progress bar).
-        the others: as `search_steps`.
+    Takes `search_steps`'s arguments, and ``on_chunk``: called with the chunk index after each chunk (a progress
+    bar). Returns the `SearchResult`.
     """
-    steps = search_steps(sampler, text, prompt, latent_shape, num_frames, reward, codec, cfg,
-                         short_reward=short_reward, final_reward=final_reward, ledger=ledger,
-                         prompt_switches=prompt_switches)
+    steps = search_steps(*args, **kwargs)
     while True:
         try:
             step = next(steps)
