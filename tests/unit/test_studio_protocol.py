@@ -109,6 +109,7 @@ BAD = [
     ('[1, 2]', "malformed message"),
     ('{"type": "start", "prompt": "a red circle", "seed": "zero"}', "malformed message: start.seed"),
     ('{"type": "start", "prompt": "a red circle", "colour": "red"}', "malformed message: start.colour"),
+    ('{"type": "start", "prompt": "a red circle", "seed": -1}', "malformed message: start.seed: Input should be greater"),
     ('{"type": "start", "prompt": "   "}', "prompt: the prompt is empty"),
     ('{"type": "start", "prompt": "' + "a red circle " * 40 + '"}', "more than the 200 allowed"),
     ('{"type": "start", "prompt": "a red circle", "strategy": "magic"}', "unknown strategy 'magic'"),

@@ -24,7 +24,7 @@ class _Message(BaseModel):
 class Start(_Message):
     type: Literal["start"]
     prompt: str
-    seed: StrictInt = 0
+    seed: Annotated[StrictInt, Field(ge=0, lt=2**63)] = 0
     strategy: str = "plain"
     frames: StrictInt | None = None
     """Latent frames (the server's default when absent)."""
