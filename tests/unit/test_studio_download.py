@@ -56,9 +56,10 @@ def test_plain_session_regenerates_with_streamvid_generate(client, tmp_path):
     assert np.abs(mp4 - sent).mean() < 0.6 * np.abs(mp4 - sent[::-1]).mean()
 
 
-def test_stream_t1_session_regenerates_with_streamvid_infer_t1(client, tmp_path):
+@pytest.mark.parametrize("strategy, budget", [("stream_t1", 2), ("greedy", 3)])
+def test_searched_session_regenerates_with_streamvid_infer_t1(client, tmp_path, strategy, budget):
     got, download, config, video = stream_and_download(
-        client, tmp_path, {"frames": 12, "strategy": "stream_t1", "budget": 2}, 1)
+        client, tmp_path, {"frames": 12, "strategy": strategy, "budget": budget}, 1)
     assert download["command"].startswith("streamvid-infer-t1 --config ")
     assert "a red circle moving up" in config.read_text()
     assert infer_main(["--config", str(config), "--out", str(tmp_path / "again.mp4")]) == 0
