@@ -173,6 +173,20 @@ def test_streams_beyond_the_limit_wait_in_the_queue_and_are_told_their_place(eng
         assert second_got.messages[0]["type"] == "started" and second_got.last["frames"] == 6
 
 
+def test_two_streams_at_once_each_equal_the_generators(engine):
+    """Two worker threads share the model: each stream still makes exactly its own frames."""
+    cfg = studio_config("studio.max_streams=2")
+    with TestClient(create_app(cfg, engine_for(cfg, engine))) as c, c.websocket_connect("/ws") as a, \
+            c.websocket_connect("/ws") as b:
+        a.receive_json(), b.receive_json()
+        start(a, seed=1, frames=24)
+        start(b, seed=2, frames=24, prompt="a blue square moving up")
+        assert a.receive_json()["type"] == "started" and b.receive_json()["type"] == "started"
+        got_a, got_b = read_stream(a), read_stream(b)
+    np.testing.assert_array_equal(got_a.video(), reference_frames(engine, PROMPT, 1, 24))
+    np.testing.assert_array_equal(got_b.video(), reference_frames(engine, "a blue square moving up", 2, 24))
+
+
 def engine_for(cfg, engine):
     """`engine` with the server limits of ``cfg`` (the generator is the same, built once per module)."""
     shared = Engine.__new__(Engine)
