@@ -139,10 +139,17 @@ def test_the_page_streams_draws_the_servers_frames_and_shows_a_prompt_switch_in_
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SCREENSHOT))
 
-    # 3. a switch after the end: an error on the page, the server still answers
+    # 3. a switch after the end, then an empty prompt: errors on the page, the server still answers
     browser.find_element("id", "switch").click()
-    wait_for(browser, "window.studio.errors.length > 0")
+    wait_for(browser, "window.studio.errors.length === 1")
     assert "no stream is running" in text(browser, "error")
+    set_controls(browser, prompt="   ", strategy="plain", frames=6)
+    browser.find_element("id", "start").click()
+    wait_for(browser, "window.studio.errors.length === 2")
+    assert "the prompt is empty" in text(browser, "error")
+    set_controls(browser, prompt=PROMPT)
+    browser.find_element("id", "start").click()
+    assert wait_for(browser, "window.studio.done")["frames"] == 6
 
     MEASURED.parent.mkdir(parents=True, exist_ok=True)
     MEASURED.write_text(json.dumps({

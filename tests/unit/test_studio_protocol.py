@@ -5,6 +5,7 @@ one readable error while the server goes on, the busy queue, and a disconnect th
 from __future__ import annotations
 
 import gc
+import json
 import time
 
 import numpy as np
@@ -129,6 +130,7 @@ def test_bad_input_gets_one_error_line_and_the_connection_goes_on(client, engine
             ws.send_text(text)
             reply = ws.receive_json()
             assert reply["type"] == "error" and expected in reply["message"], (text, reply)
+            assert reply["about"] == ("message" if "malformed" in expected else json.loads(text)["type"])
             assert "Traceback" not in reply["message"] and "\n" not in reply["message"]
         ws.send_bytes(b"\x00\x01")
         assert "binary messages" in ws.receive_json()["message"]
@@ -166,7 +168,7 @@ def test_streams_beyond_the_limit_wait_in_the_queue_and_are_told_their_place(eng
         assert second.receive_json() == {"type": "busy", "position": 1}
         start(third, frames=6)
         full = third.receive_json()
-        assert full["type"] == "error" and "server is full" in full["message"]
+        assert full["type"] == "error" and "server is full" in full["message"] and full["about"] == "start"
         assert c.get("/status").json()["queued"] == 1
         assert read_stream(first).last["type"] == "done"
         second_got = read_stream(second)  # starts once the first stream is done

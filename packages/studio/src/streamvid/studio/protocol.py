@@ -14,8 +14,6 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, TypeAdapter, ValidationError
 
-from streamvid.studio.config import STRATEGIES
-
 
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -26,6 +24,7 @@ class Start(_Message):
     prompt: str
     seed: Annotated[StrictInt, Field(ge=0, lt=2**63)] = 0
     strategy: str = "plain"
+    """One of `config.STRATEGIES` (checked with the rest of the request: `Engine.check`)."""
     frames: StrictInt | None = None
     """Latent frames (the server's default when absent)."""
     budget: StrictFloat | StrictInt | None = None
@@ -64,6 +63,4 @@ def parse_message(text: str | None) -> Start | Prompt | Stop:
             raise ProtocolError('malformed message: expected a JSON object with "type" one of '
                                 '"start", "prompt", "stop"') from None
         raise ProtocolError(f"malformed message: {where}: {first['msg']}") from None
-    if isinstance(message, Start) and message.strategy not in STRATEGIES:
-        raise ProtocolError(f"start.strategy: unknown strategy {message.strategy!r}; one of {', '.join(STRATEGIES)}")
     return message

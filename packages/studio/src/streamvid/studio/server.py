@@ -161,8 +161,10 @@ class Connection:
             for data in frames:
                 await self.ws.send_bytes(data)
 
-    async def error(self, message: str) -> None:
-        await self.send({"type": "error", "message": message})
+    async def error(self, message: str, about: str) -> None:
+        """An error line; ``about``: the client message it answers (start, prompt, stop; "message" when it was not
+        one of the protocol's) or "stream" (the stream failed)."""
+        await self.send({"type": "error", "message": message, "about": about})
 
     # ------------------------------------------------------------------ receiving
     async def run(self) -> None:
@@ -174,9 +176,14 @@ class Connection:
                 if raw["type"] == "websocket.disconnect":
                     return
                 try:
-                    await self.handle(parse_message(raw.get("text")))
-                except (ProtocolError, StreamError, ConfigError) as err:
-                    await self.error(str(err))
+                    message = parse_message(raw.get("text"))
+                except ProtocolError as err:
+                    await self.error(str(err), "message")
+                    continue
+                try:
+                    await self.handle(message)
+                except (StreamError, ConfigError) as err:
+                    await self.error(str(err), message.type)
         except WebSocketDisconnect:
             return
         finally:
@@ -225,7 +232,7 @@ class Connection:
             await self.studio.slots.acquire(tell_place)
         except ServerFull as err:
             self.running = None
-            await self.error(str(err))
+            await self.error(str(err), "start")
             return
         worker = None
         try:
@@ -275,7 +282,7 @@ class Connection:
                         at = stream.switch_prompt(prompt)
                         send({"type": "switched", "prompt": prompt, "chunk": at})
                     except StreamError as err:
-                        send({"type": "error", "message": str(err)})
+                        send({"type": "error", "message": str(err), "about": "prompt"})
             stopped = stream.chunks_done < stream.num_chunks
             done = {"type": "done", "frames": frames_sent, "stopped": stopped, "nfe": stream.nfe,
                     "seconds": round(time.perf_counter() - start, 4), "download": None}
@@ -287,13 +294,13 @@ class Connection:
                 done["download_note"] = str(err)
             return done
         except StreamError as err:
-            return {"type": "error", "message": str(err)}
+            return {"type": "error", "message": str(err), "about": "stream"}
         except Exception as err:  # noqa: BLE001 - a bug must not reach the client as a traceback; the log has it
             if running.stop.is_set():  # the client left while a send was in flight
                 return {"type": "done", "frames": frames_sent, "stopped": True, "download": None}
             log.exception("stream of session %s failed", self.id)
             return {"type": "error", "message": f"internal error while generating ({type(err).__name__}); "
-                                                "the server log has the details"}
+                                                "the server log has the details", "about": "stream"}
         finally:
             stream.close()
             studio.live.discard(stream)

@@ -25,7 +25,7 @@ from streamvid.core.generator import VideoGenerator, build_generator, prompt_voc
 from streamvid.core.rewards import build_reward
 from streamvid.core.rewards.base import RewardModel
 from streamvid.core.sampler import GaussianNoise, PromptSwitch
-from streamvid.studio.config import StudioConfig
+from streamvid.studio.config import STRATEGIES, StudioConfig
 from streamvid.tts.cli import InferT1Config
 from streamvid.tts.search import SearchConfig, SearchResult, greedy_config, plan_for_budget, search_steps
 
@@ -110,6 +110,8 @@ class Engine:
     def check(self, request: StreamRequest) -> None:
         """Raise `StreamError` naming the field when the request cannot be streamed."""
         limits = self.cfg.studio
+        if request.strategy not in STRATEGIES:
+            raise StreamError(f"strategy: unknown strategy {request.strategy!r}; one of {', '.join(STRATEGIES)}")
         check_prompt(request.prompt, limits.max_prompt_chars, "prompt")
         chunk = self.chunk_frames
         if request.frames % chunk or not 0 < request.frames <= limits.max_frames:

@@ -39,7 +39,9 @@ function onJSON(m) {
       $("switches").textContent = st.switches.map((s) => `chunk ${s.chunk}: ${s.prompt}`).join("; ");
       return;
     case "done": return onDone(m);
-    case "error": return showError(m.message);
+    case "error":
+      if (m.about === "start" || m.about === "stream") { st.streaming = false; setStatus("ready"); }
+      return showError(m.message);
   }
 }
 
