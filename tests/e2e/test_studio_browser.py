@@ -91,7 +91,7 @@ def text(driver, element_id: str) -> str:
     return driver.find_element("id", element_id).text
 
 
-def test_the_page_streams_draws_the_servers_frames_and_shows_a_prompt_switch_in_numbers_and_tree(server, browser):
+def test_the_page_streams_draws_the_servers_frames_and_shows_a_prompt_switch_in_numbers_and_tree(browser, server):
     url, engine = server
     browser.get(url)
     wait_for(browser, "window.studio.cfg !== null")

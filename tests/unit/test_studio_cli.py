@@ -21,6 +21,7 @@ from streamvid.studio.config import StudioConfig
     (["--config", "configs/studio/shapes.yaml", "--set", "budget=20"], "budget=20.0 must be in 1..studio.max_budget"),
     (["--config", "configs/studio/shapes.yaml", "--set", "prompt_switches={1: a}"], "prompt_switches"),
     (["--config", "configs/studio/shapes.yaml", "--port", "70000"], "--port 70000"),
+    (["--config", "configs/studio/shapes.yaml", "--set", "reward.shapes_learned.path=nowhere"], "reward.shapes_learned.path"),
 ])
 def test_bad_input_is_one_error_line(args, expected, capsys, monkeypatch):
     monkeypatch.chdir(REPO)

@@ -213,3 +213,16 @@ def test_disconnect_frees_the_stream_and_its_cache(client):
     assert status["live_streams"] == 0 and status["streams"] == 0 and status["downloads"] == 0
     gc.collect()
     assert sum(type(o) is KVCache for o in gc.get_objects()) == caches_before
+
+
+def test_a_search_whose_reward_cannot_be_built_ends_with_an_error_and_the_server_goes_on(engine, tmp_path):
+    cfg = studio_config(f"reward.shapes_learned.path={tmp_path / 'missing'}")
+    broken = engine_for(cfg, engine)
+    broken._reward = None
+    with TestClient(create_app(cfg, broken)) as c, c.websocket_connect("/ws") as ws:
+        ws.receive_json()
+        start(ws, strategy="stream_t1", budget=2)
+        got = read_stream(ws)
+        assert got.last["type"] == "error" and got.last["about"] == "stream" and "reward" in got.last["message"]
+        start(ws, frames=3)  # plain streams still run
+        assert read_stream(ws).last["type"] == "done"

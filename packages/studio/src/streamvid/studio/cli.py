@@ -50,6 +50,9 @@ def resolve_config(args: argparse.Namespace):
         if not 0 <= args.port <= 65535:
             raise ConfigError(f"--port {args.port} is not a port number (0..65535)")
         server = replace(server, port=args.port)
+    cfg.reward.check_paths("reward")  # the search reward's weights, before anything is built
+    if cfg.short_reward is not None:
+        cfg.short_reward.check_paths("short_reward")
     return replace(cfg, studio=server)
 
 

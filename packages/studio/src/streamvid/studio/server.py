@@ -293,7 +293,7 @@ class Connection:
             except StreamError as err:
                 done["download_note"] = str(err)
             return done
-        except StreamError as err:
+        except (StreamError, ConfigError) as err:  # e.g. the search reward's weights are missing
             return {"type": "error", "message": str(err), "about": "stream"}
         except Exception as err:  # noqa: BLE001 - a bug must not reach the client as a traceback; the log has it
             if running.stop.is_set():  # the client left while a send was in flight
