@@ -6,11 +6,13 @@ from __future__ import annotations
 import socket
 
 import pytest
-from studio_helpers import REPO
+from fastapi.testclient import TestClient
+from studio_helpers import REPO, read_stream
 
 from streamvid.core.config import ConfigError, load_config
 from streamvid.studio.cli import main
 from streamvid.studio.config import StudioConfig
+from streamvid.studio.server import create_app
 
 
 @pytest.mark.parametrize("args, expected", [
@@ -47,3 +49,16 @@ def test_generate_and_infer_configs_load_as_studio_configs(path):
 def test_config_with_scheduled_switches_is_refused():
     with pytest.raises(ConfigError, match="prompt_switches"):
         load_config(REPO / "configs/studio/shapes.yaml", ["prompt_switches={1: a red circle}"], schema=StudioConfig)
+
+
+def test_random_weights_stream_but_say_so_and_offer_no_download_they_cannot_keep():
+    """`configs/generate/tiny.yaml` (random model and text encoder): the page is told, plain streams run, search is
+    refused, and the download is withheld (the commands would draw another random text encoder)."""
+    cfg = load_config(REPO / "configs/generate/tiny.yaml", schema=StudioConfig)
+    with TestClient(create_app(cfg)) as c, c.websocket_connect("/ws") as ws:
+        assert "random (untrained) weights" in ws.receive_json()["config"]["note"]
+        ws.send_json({"type": "start", "prompt": "a zebra dancing", "frames": 6, "strategy": "stream_t1", "budget": 2})
+        assert "needs a trained student" in ws.receive_json()["message"]
+        ws.send_json({"type": "start", "prompt": "a zebra dancing", "frames": 6})
+        done = read_stream(ws).last
+    assert done["frames"] == 6 and done["download"] is None and "text encoder has random weights" in done["download_note"]

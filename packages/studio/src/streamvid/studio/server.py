@@ -31,6 +31,7 @@ from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from streamvid.core.cli.generate import random_weights_note
 from streamvid.core.config import ConfigError, resolved_config_yaml
 from streamvid.core.video_io import to_uint8_frames, write_video
 from streamvid.studio.config import STRATEGIES, StudioConfig
@@ -123,7 +124,8 @@ class Studio:
                 "frames": cfg.num_frames, "max_frames": cfg.studio.max_frames, "prompt": cfg.prompt or "",
                 "seed": cfg.seed, "strategy": cfg.strategy, "budget": cfg.budget, "strategies": list(STRATEGIES),
                 "max_budget": cfg.studio.max_budget, "max_prompt_chars": cfg.studio.max_prompt_chars,
-                "frame_format": cfg.studio.frame_format, "search": cfg.generator.checkpoint is not None}
+                "frame_format": cfg.studio.frame_format, "search": cfg.generator.checkpoint is not None,
+                "note": random_weights_note(cfg.generator)}
 
     def status(self) -> dict:
         return {"streams": self.slots.active, "queued": len(self.slots.waiting), "live_streams": len(self.live),

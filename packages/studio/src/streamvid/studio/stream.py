@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields
 import torch
 
 from streamvid.core.cli.generate import GenerateConfig
-from streamvid.core.generator import VideoGenerator, build_generator, prompt_vocabulary
+from streamvid.core.generator import VideoGenerator, build_generator, prompt_vocabulary, random_parts
 from streamvid.core.rewards import build_reward
 from streamvid.core.rewards.base import RewardModel
 from streamvid.core.sampler import GaussianNoise, PromptSwitch
@@ -250,6 +250,9 @@ class LiveStream:
         """(command, config) that regenerates `video()`: ``streamvid-generate`` for a plain stream (its frames so
         far), ``streamvid-infer-t1`` for a finished search; the prompt switches made live are in it."""
         cfg, req = self.engine.cfg, self.request
+        if "text encoder" in random_parts(cfg.generator):
+            raise StreamError("download: the server's text encoder has random weights drawn for its own vocabulary, "
+                              "so the commands would build another one; set generator.text_encoder.path")
         switches = {s.chunk: s.prompt for s in sorted(self.switches, key=lambda s: s.chunk)
                     if s.chunk < self.chunks_done}
         if req.strategy == "plain":

@@ -55,6 +55,7 @@ function onHello(m) {
   const sel = $("strategy");
   for (const s of c.strategies) sel.add(new Option(s, s, false, s === c.strategy));
   setStatus("ready");
+  if (c.note) $("note").textContent = c.note;
 }
 
 function onChunk(m) {
