@@ -29,12 +29,13 @@ $(STAMP): $(PKG_FILES)
 	$(PIP) install --quiet --upgrade "pip>=25.1"
 	# torch first, pinned: the pinned CPU build lies on local disk; anything looser pulls a CUDA build.
 	$(PIP) install --quiet $(TORCH_SPEC)
-	$(PIP) install --quiet -e packages/core -e packages/distill -e packages/tts -e packages/eval --group dev
+	$(PIP) install --quiet -e packages/core -e packages/distill -e packages/tts -e packages/eval \
+		-e 'packages/studio[browser-test]' --group dev
 	# DeepSpeed builds from source against the installed torch: no build isolation, no compiled ops.
 	$(PY) -c "import deepspeed" 2>/dev/null || DS_BUILD_OPS=0 $(PIP) install --quiet --no-build-isolation $(DS_SPEC)
 	@touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install torch, the four packages (editable), dev tools and DeepSpeed
+install: $(STAMP) ## create .venv and install torch, the five packages (editable), dev tools and DeepSpeed
 
 test: $(STAMP) ## run the whole test suite except `gpu` tests
 	$(PY) -m pytest -q
@@ -110,3 +111,12 @@ T1_OUT    := $(if $(filter command line environment,$(origin OUT)),$(OUT),output
 
 infer-t1: $(STAMP) ## Stream-T1 search with the shipped Stream-R1 shapes student (make infer-t1 [PROMPT=... OUT=... CONFIG=...])
 	OMP_NUM_THREADS=1 $(VENV)/bin/streamvid-infer-t1 --config $(T1_CONFIG) --prompt "$(T1_PROMPT)" --out $(T1_OUT)
+
+# The live studio (streamvid-studio, docs/studio.md): the shipped shapes student in the browser.
+.PHONY: studio
+STUDIO_CONFIG := $(if $(filter command line environment,$(origin CONFIG)),$(CONFIG),configs/studio/shapes.yaml)
+STUDIO_HOST := $(if $(filter command line,$(origin HOST)),$(HOST),127.0.0.1)
+STUDIO_PORT := $(if $(filter command line,$(origin PORT)),$(PORT),8765)
+
+studio: $(STAMP) ## serve the live studio page for the shipped student (make studio [HOST=... PORT=... CONFIG=...]); open the printed address
+	OMP_NUM_THREADS=1 $(VENV)/bin/streamvid-studio --config $(STUDIO_CONFIG) --host $(STUDIO_HOST) --port $(STUDIO_PORT)

@@ -21,6 +21,7 @@ from streamvid.distill.dmd_config import DMDStageConfig
 from streamvid.distill.shapes_reward_config import ShapesRewardStageConfig
 from streamvid.distill.stage_config import OdePairsStageConfig, StudentStageConfig, TeacherStageConfig
 from streamvid.eval.runner_config import EvalConfig
+from streamvid.studio.config import StudioConfig
 from streamvid.tts.cli import InferT1Config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,6 +41,7 @@ SCHEMAS: dict[str, type | None] = {
     "experiments": DMDStageConfig,
     "experiments/stream_t1": InferT1Config,
     "configs/infer": InferT1Config,
+    "configs/studio": StudioConfig,
 }
 
 

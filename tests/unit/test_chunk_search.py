@@ -23,6 +23,7 @@ from streamvid.tts.search import (
     chunk_search,
     greedy_config,
     plain_config,
+    search_steps,
 )
 
 LATENT = (12, 4, 4)  # PixelCodec(2): 8x8 px frames
@@ -199,3 +200,30 @@ def test_budget_plans_spend_their_multiple_of_plain_sampling():
         assert n == multiple and cfg.children == multiple
     with pytest.raises(ConfigError, match="smaller than one plain sample"):
         plan_for_budget("best_of_n", 0.5)
+
+
+def test_search_steps_yield_each_level_and_a_switch_appended_live_equals_a_scheduled_one():
+    """The iterator behind `chunk_search`: one step per chunk (its tree level, the survivors best first), the same
+    result; a switch appended to the list between steps acts as one given up front."""
+    sampler, reward = _sampler(window=6, sink=3, max_sink=6), Brightness()
+    text, other = torch.randn(1, 2, 8, generator=torch.Generator().manual_seed(5)), torch.randn(1, 2, 8)
+    cfg = SearchConfig(children=2, top_k=2)
+    switches: list[PromptSwitch] = []
+    steps = search_steps(sampler, text, "a red circle", LATENT, 12, reward, PixelCodec(2), cfg, prompt_switches=switches)
+    levels = []
+    while True:
+        try:
+            step = next(steps)
+        except StopIteration as done:
+            live = done.value
+            break
+        levels.append(step)
+        assert [b.fused[-1] for b in step.beams] == sorted((n.fused for n in step.level if n.kept), reverse=True)
+        if step.chunk == 1:
+            switches.append(PromptSwitch(2, "a blue square", other))
+    assert [s.chunk for s in levels] == [0, 1, 2, 3] and [s.prompt for s in levels][2:] == ["a blue square"] * 2
+    assert [s.level for s in levels] == live.tree
+    scheduled = chunk_search(sampler, text, "a red circle", LATENT, 12, reward, PixelCodec(2), cfg,
+                             prompt_switches=[PromptSwitch(2, "a blue square", other)])
+    torch.testing.assert_close(live.best.video_latents(), scheduled.best.video_latents(), rtol=0, atol=0)
+    assert live.ledger.nfe == scheduled.ledger.nfe

@@ -202,3 +202,10 @@ def test_trained_checkpoint_with_random_text_encoder_warns_in_one_line(tmp_path,
     err = capsys.readouterr().err.splitlines()
     warnings = [line for line in err if line.startswith(("warning:", "note:"))]
     assert len(warnings) == 1 and warnings[0].startswith("warning: generator.text_encoder.path is null")
+
+
+def test_prompt_switches_outside_the_stream_are_refused_before_building(capsys):
+    code = main(["--config", str(CONFIG), "--prompt", "a red circle", "--out", "unused.mp4", "--frames", "6",
+                 "--set", "prompt_switches={2: a blue square}"])
+    assert code == 2
+    assert "prompt_switches.2: a switch must name a chunk in 1..1" in capsys.readouterr().err

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
@@ -65,12 +65,14 @@ __all__ = [
     "SearchConfig",
     "SearchError",
     "SearchResult",
+    "SearchStep",
     "TreeNode",
     "best_of_n",
     "chunk_search",
     "greedy_config",
     "plain_config",
     "plan_for_budget",
+    "search_steps",
 ]
 
 
@@ -339,8 +341,39 @@ def _score_pool(candidates: list[_Candidate], beams: list[Beam], prompt: str, se
     return _PoolScores(short, long, fused, ok)
 
 
+def chunk_search(*args, on_chunk: Callable[[int], None] | None = None, **kwargs) -> SearchResult:
+    """Stream-T1 search for one prompt (see the module docstring): `search_steps` run to the end.
+
+    Takes `search_steps`'s arguments, and ``on_chunk``: called with the chunk index after each chunk (a progress
+    bar). Returns the `SearchResult`.
+    """
+    steps = search_steps(*args, **kwargs)
+    while True:
+        try:
+            step = next(steps)
+        except StopIteration as done:
+            return done.value
+        if on_chunk is not None:
+            on_chunk(step.chunk)
+
+
+@dataclass
+class SearchStep:
+    """What one chunk of a search did, yielded by `search_steps` after the chunk's survivors committed."""
+
+    chunk: int
+    prompt: str
+    """The prompt this chunk was generated and scored under."""
+    level: list[TreeNode]
+    """Every candidate of the chunk (the search tree's level ``chunk``)."""
+    beams: list[Beam]
+    """The surviving beams, best fused score first (``beams[0].latents[-1]``: the best candidate's chunk
+    ``[1, n, C, h, w]``)."""
+    ledger: BudgetLedger
+
+
 @torch.no_grad()
-def chunk_search(
+def search_steps(
     sampler: StreamingSampler,
     text: torch.Tensor,
     prompt: str,
@@ -353,10 +386,12 @@ def chunk_search(
     short_reward: RewardModel | None = None,
     final_reward: RewardModel | None = None,
     ledger: BudgetLedger | None = None,
-    on_chunk: Callable[[int], None] | None = None,
     prompt_switches: Sequence[PromptSwitch] = (),
-) -> SearchResult:
-    """Stream-T1 search for one prompt (see the module docstring).
+) -> Generator[SearchStep, None, SearchResult]:
+    """Stream-T1 search chunk by chunk: yields a `SearchStep` after each chunk, returns the `SearchResult`.
+
+    ``prompt_switches`` is read again before each chunk, so a caller that drives the iterator (a live view) may
+    append a switch for a chunk that has not started yet.
 
     Args:
         sampler: the student's few-step sampler (its cache layout sets window, sink and max sink).
@@ -367,7 +402,6 @@ def chunk_search(
         codec: latents -> pixels in [0, 1] (`decode`).
         cfg: the search settings (default: Stream-T1's shipped values).
         ledger: the budget ledger to spend through (default: a new one).
-        on_chunk: called with the chunk index after each chunk (a progress bar).
         prompt_switches: the prompts streamed from their chunks on, each with its text-encoder states
             ``[1, L, D]`` (a multi-segment video). Every beam switches (re-encoding its history when the sampler
             is configured to); rewards score each chunk against its segment's prompt, the long-term window and
@@ -386,8 +420,8 @@ def chunk_search(
     num_chunks = num_frames // chunk
     short_reward, final_reward = short_reward or reward, final_reward or reward
     ledger = ledger or BudgetLedger()
-    segments = _segments(prompt, text, prompt_switches, num_chunks)
-    switch_at = {s.chunk: s for s in segments[1:]}
+    _segments(prompt, text, prompt_switches, num_chunks)  # check the switches given up front
+    first = prompt
     max_sink = sampler.layout.sink_capacity
 
     # 2. The root beam: one stream of the first prompt
@@ -399,9 +433,10 @@ def chunk_search(
     for k in range(num_chunks):
         start = k * chunk
         # 3. A new segment: every beam switches prompt (and re-encodes its history when configured)
-        if k in switch_at:
-            prompt, segment_start = switch_at[k].prompt, k
-            _switch_prompt(beams, sampler, switch_at[k].text, ledger)
+        switch = next((s for s in _segments(first, text, prompt_switches, num_chunks)[1:] if s.chunk == k), None)
+        if switch is not None:
+            prompt, segment_start = switch.prompt, k
+            _switch_prompt(beams, sampler, switch.text, ledger)
 
         # 4. Open the chunk on every beam (an eviction, routed by the beam's flags, happens once per beam)
         for beam in beams:
@@ -418,8 +453,7 @@ def chunk_search(
         if len(candidates) <= cfg.top_k and not cfg.memory_sinking:
             tree.append([TreeNode(i, c.beam, c.seed, kept=True) for i, c in enumerate(candidates)])
             beams = [_commit(beams[c.beam], c, ledger) for c in candidates]
-            if on_chunk is not None:
-                on_chunk(k)
+            yield SearchStep(k, prompt, tree[-1], beams, ledger)
             continue
 
         # 7. Score the pool: short-term, long-term, fused (B.5)
@@ -438,12 +472,12 @@ def chunk_search(
         # 8. The top-k commit, best first, with their memory flags (B.6) routing the chunks that later leave
         beams = [_survive(beams[candidates[i].beam], candidates[i], pool, i, start, segment_start, k, max_sink,
                           chunk, cfg, ledger) for i in keep]
-        if on_chunk is not None:
-            on_chunk(k)
+        yield SearchStep(k, prompt, tree[-1], beams, ledger)
 
     # 9. The final pick by the video reward (nothing to pick from one beam)
     if len(beams) == 1:
         return SearchResult(beams[0], beams, ledger, tree)
+    segments = _segments(first, text, prompt_switches, num_chunks)
     return SearchResult(_pick(beams, segments, chunk, final_reward, codec, ledger), beams, ledger, tree)
 
 

@@ -63,6 +63,10 @@ class GenerateConfig:
     """Seed of every noise draw (0 is a seed like any other)."""
     init_seed: int = 0
     """Torch seed of the random initialisation (model without checkpoint, learned text encoder without path)."""
+    prompt_switches: dict[int, str] = field(default_factory=dict)
+    """Chunk index -> the prompt streamed from that chunk on (a multi-segment video; the cached history is
+    re-encoded under the new prompt when ``generator.sampler.recache_on_switch``). Example:
+    ``--set "prompt_switches={2: a red circle moving up}"``."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -116,6 +120,14 @@ def resolve_config(args: argparse.Namespace) -> GenerateConfig:
     chunk = cfg.generator.sampler.cache.chunk_frames
     if cfg.num_frames <= 0 or cfg.num_frames % chunk:
         raise ConfigError(f"--frames {cfg.num_frames} must be a positive multiple of the chunk size {chunk}")
+    if cfg.prompt_switches:
+        from streamvid.core.sampler import PromptSwitch  # imports diffusers: only when switches are given
+
+        for switch in PromptSwitch.from_mapping(cfg.prompt_switches):
+            problem = switch.problem(cfg.num_frames // chunk)
+            if problem is not None:
+                raise ConfigError(f"prompt_switches.{switch.chunk}: {problem} ({cfg.num_frames} frames in chunks "
+                                  f"of {chunk})")
     if cfg.fps <= 0:
         raise ConfigError(f"fps must be > 0, got {cfg.fps}")
     return cfg
@@ -153,13 +165,17 @@ def generate(args: argparse.Namespace) -> int:
 
     with torch.random.fork_rng(devices=[]):  # a seeded random initialisation: the resolved config reproduces it
         torch.manual_seed(cfg.init_seed)
-        generator = build_generator(cfg.generator, vocabulary=prompt_vocabulary([cfg.prompt]))
+        generator = build_generator(cfg.generator,
+                                    vocabulary=prompt_vocabulary([cfg.prompt, *cfg.prompt_switches.values()]))
     if threads is None:
         torch.set_num_threads(auto_threads(generator.model))
     start = time.perf_counter()
     chunk = cfg.generator.sampler.cache.chunk_frames
     frames = []
-    for pixels in tqdm(generator.stream_video([cfg.prompt], cfg.num_frames, cfg.seed), total=cfg.num_frames // chunk,
+    from streamvid.core.sampler import PromptSwitch
+
+    switches = PromptSwitch.from_mapping(cfg.prompt_switches)
+    for pixels in tqdm(generator.stream_video([cfg.prompt], cfg.num_frames, cfg.seed, prompt_switches=switches), total=cfg.num_frames // chunk,
                        desc="chunks", unit="chunk", file=sys.stderr):
         frames.append(pixels[0].cpu())
     seconds = time.perf_counter() - start
