@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -22,6 +23,9 @@ from streamvid.core.rewards.videoalign_prompt import (
     QWEN2VL_FALLBACK_CHAT,
     REWARD_TOKENS,
 )
+
+if TYPE_CHECKING:
+    from streamvid.distill.shapes_generated import GeneratedSet
 
 # ---------------------------------------------------------------- inputs of the contract tests
 
