@@ -148,3 +148,16 @@ def test_bad_input_names_what(student, tmp_path):
 def test_unknown_words_are_named(student):
     assert student.unknown_words("a cat playing the red piano, then left") == ["cat", "playing", "piano"]
     assert student.unknown_words(PROMPT) == []
+
+
+def test_generate_script_warns_in_one_line_about_unknown_words(tmp_path):
+    """A prompt outside the shapes vocabulary still makes a video; one line names the words the encoder ignores."""
+    out = tmp_path / "cat.mp4"
+    proc = subprocess.run([sys.executable, "-m", "streamvid.core.cli.generate", "--config",
+                           str(REPO / "configs/generate/shapes_student.yaml"), "--prompt", "a red cat playing left",
+                           "--out", str(out), "--frames", "3"], capture_output=True, text=True, timeout=300,
+                          env=console_scripts.ENV)
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "'cat', 'playing'" in warnings[0] and "'red'" not in warnings[0], proc.stderr
+    assert read_video(out)[0].shape == (3, 3, 32, 32)

@@ -127,6 +127,9 @@ def _write_json(path: Path, data: dict) -> None:
 def draw_tree(result: SearchResult, chunk_frames: int, path: Path, switches: Sequence[PromptSwitch] = ()) -> None:
     """``<stem>.tree.png``: the search tree (`tree_figure`: parent -> child edges, pruned and kept candidates, the
     chosen path, memory routes), written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from streamvid.tts.tree_figure import tree_figure

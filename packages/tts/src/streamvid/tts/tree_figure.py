@@ -46,11 +46,8 @@ def _y(node: TreeNode) -> float:
 
 
 def tree_figure(result: SearchResult, chunk_frames: int, switches: Sequence[PromptSwitch] = (), title: str = ""):
-    """A matplotlib `Figure` of ``result``'s tree (see the module docstring)."""
-    import matplotlib
-
-    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
-        matplotlib.use("Agg")
+    """A matplotlib `Figure` of ``result``'s tree (see the module docstring), drawn with the current backend (a
+    notebook shows it; `streamvid-infer-t1` selects Agg and saves it)."""
     import matplotlib.pyplot as plt
 
     tree, routes = result.tree, result.best.routes
