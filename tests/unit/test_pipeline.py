@@ -53,6 +53,9 @@ def test_shipped_students_load_in_one_line_with_their_own_architecture(name):
     assert pipe.transformer.config.num_layers == arch["num_layers"]
     assert list(pipe.transformer.config.learned_positions) == arch["learned_positions"]
     assert sorted(pipe.components) == ["codec", "text_encoder", "transformer"]
+    index = json.loads((folder / "model_index.json").read_text())
+    assert [index[k] for k in ("transformer", "codec", "text_encoder")] == \
+        [list(pipe.config[k]) for k in ("transformer", "codec", "text_encoder")]  # what diffusers registered
     assert pipe.latent_shape == (12, 16, 16) and pipe.sampler.chunk_frames == 3
     assert not pipe.transformer.training
 

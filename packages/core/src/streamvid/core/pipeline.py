@@ -46,7 +46,8 @@ from streamvid.core.sampler_config import SamplerConfig
 from streamvid.core.text import TextEncoder
 from streamvid.core.text.learned import split_words
 
-__all__ = ["OUTPUT_TYPES", "PIPELINE_INDEX", "StreamVidPipeline", "StreamVidPipelineOutput", "VideoSearch"]
+__all__ = ["OUTPUT_TYPES", "PIPELINE_INDEX", "StreamVidPipeline", "StreamVidPipelineOutput", "VideoSearch",
+           "write_pipeline_index"]
 
 PIPELINE_INDEX = "model_index.json"
 """The pipeline's config file (diffusers' ``DiffusionPipeline.config_name``)."""
@@ -146,20 +147,11 @@ class StreamVidPipeline(DiffusionPipeline):
         self.save_index(out, text_encoder_config=text_cfg)
 
     def save_index(self, directory: str | Path, text_encoder_config: Mapping | None = None) -> Path:
-        """Write only ``directory/model_index.json`` (atomically): the components' classes and the pipeline's
-        config. Beside a transformer's ``config.json`` and weights (a trained student's export folder) it makes
-        that folder a pipeline folder. ``text_encoder_config`` replaces the recorded one (e.g. a saved path)."""
-        from streamvid.core.atomic import atomic_write
-
-        index = {"_class_name": type(self).__name__, "_diffusers_version": _diffusers_version(),
-                 **{k: list(self.config[k]) for k in ("transformer", "codec", "text_encoder")},
-                 "sampler_config": dict(self.config.sampler_config), "codec_config": dict(self.config.codec_config),
-                 "text_encoder_config": dict(text_encoder_config or self.config.text_encoder_config),
-                 "height": self.height, "width": self.width}
-        path = Path(directory) / PIPELINE_INDEX
-        with atomic_write(path) as tmp:
-            tmp.write_text(json.dumps(index, indent=2, default=list) + "\n")
-        return path
+        """Write only ``directory/model_index.json`` (`write_pipeline_index` with this pipeline's config);
+        ``text_encoder_config`` replaces the recorded one (e.g. a saved path)."""
+        c = self.config
+        return write_pipeline_index(directory, c.codec_config, text_encoder_config or c.text_encoder_config,
+                                    c.sampler_config, self.height, self.width)
 
     # ------------------------------------------------------------------ the generator's parts
     @property
@@ -305,6 +297,39 @@ class StreamVidPipeline(DiffusionPipeline):
                 if problem is not None:
                     raise ValueError(f"StreamVidPipeline: prompt switch at chunk {s.chunk}: {problem}")
         return items
+
+
+COMPONENT_CLASSES = {
+    "codec": {"pixel": ("streamvid.core.codecs.pixel", "PixelCodec"),
+              "wan_vae": ("streamvid.core.codecs.wan_vae", "WanVAECodec")},
+    "text_encoder": {"learned": ("streamvid.core.text.learned", "LearnedTextEncoder"),
+                     "umt5": ("streamvid.core.text.umt5", "UMT5TextEncoder"),
+                     "shapes_bag": ("streamvid.core.text.bag_of_words", "BagOfWordsTextEncoder")},
+}
+"""The ``(module, class)`` diffusers records for each component, by the ``kind`` of its config."""
+
+
+def write_pipeline_index(directory: str | Path, codec_config: Mapping, text_encoder_config: Mapping,
+                         sampler_config: SamplerConfig | Mapping, height: int, width: int) -> Path:
+    """Write ``directory/model_index.json`` atomically: the components' classes and the pipeline's config (the
+    `CodecConfig` / `TextEncoderConfig` / `SamplerConfig` fields, frame size). Beside a transformer's
+    ``config.json`` and weights (a trained student's export folder) it makes that folder a pipeline folder;
+    `StreamVidPipeline.save_index` and the training stages' exports call it."""
+    from streamvid.core.atomic import atomic_write
+
+    sampler = dataclasses.asdict(sampler_config) if dataclasses.is_dataclass(sampler_config) else dict(sampler_config)
+    codec, text = dict(codec_config), dict(text_encoder_config)
+    index = {"_class_name": StreamVidPipeline.__name__, "_diffusers_version": _diffusers_version(),
+             "transformer": ["streamvid.core.causal_wan", "CausalWanModel"],
+             "codec": list(COMPONENT_CLASSES["codec"][codec["kind"]]),
+             "text_encoder": list(COMPONENT_CLASSES["text_encoder"][text["kind"]]),
+             "sampler_config": sampler, "codec_config": codec, "text_encoder_config": text,
+             "height": int(height), "width": int(width)}
+    path = Path(directory) / PIPELINE_INDEX
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(index, indent=2, default=list) + "\n")
+    return path
 
 
 def _counted(chunks: Iterator[torch.Tensor], bar) -> Iterator[torch.Tensor]:
