@@ -164,3 +164,23 @@ def test_generate_script_warns_in_one_line_about_unknown_words(tmp_path):
     warnings = [line for line in proc.stderr.splitlines() if "warning" in line]
     assert len(warnings) == 1 and "'cat', 'playing'" in warnings[0] and "'red'" not in warnings[0], proc.stderr
     assert read_video(out)[0].shape == (3, 3, 32, 32)
+
+
+def test_make_generate_and_eval_default_to_a_trained_student():
+    """`make generate` / `make eval` (their recipes, as `make -n` prints them) use configs with shipped trained
+    weights; the random-weight configs are named so."""
+    import shlex
+
+    from streamvid.eval.runner_config import EvalConfig
+
+    proc = subprocess.run(["make", "-n", "-o", ".venv/.streamvid-installed", "generate", "eval"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    commands = [shlex.split(line) for line in proc.stdout.splitlines() if "streamvid-" in line]
+    configs = {Path(c[0]).name: c[c.index("--config") + 1] for c in commands}
+    generate = load_config(REPO / configs["streamvid-generate"], schema=GenerateConfig).generator
+    evaluate = load_config(REPO / configs["streamvid-eval"], schema=EvalConfig).generator
+    for cfg in (generate, evaluate):
+        assert cfg.checkpoint is not None and (REPO / cfg.checkpoint / "model_index.json").is_file()
+    random = [p.name for p in (REPO / "configs").rglob("*.yaml") if "tiny" in p.name and p.parent.name != "model"]
+    assert sorted(random) == ["tiny_random.yaml", "tiny_random_smoke.yaml"]
