@@ -135,6 +135,16 @@ def test_save_and_load_round_trip_with_a_learned_text_encoder(tmp_path):
     assert windowed.sampler.layout.window_frames == 6
 
 
+def test_torch_dtype_as_diffusers_takes_it():
+    pipe = StreamVidPipeline.from_pretrained(REPO / "assets/shapes/student", torch_dtype=torch.bfloat16)
+    assert pipe.transformer.blocks[0].ffn.net[0].proj.weight.dtype == torch.bfloat16
+    assert pipe.transformer.condition_embedder.time_embedder.linear_1.weight.dtype == torch.float32  # kept fp32
+    frames = pipe(PROMPT, 3, seed=0, output_type="pt").frames
+    assert frames.dtype == torch.float32 and bool(torch.isfinite(frames).all())
+    with pytest.raises(ValueError, match="torch_dtype"):
+        StreamVidPipeline.from_pretrained(REPO / "assets/shapes/student", torch_dtype=torch.int8)
+
+
 def test_bad_input_names_what(student, tmp_path):
     with pytest.raises(FileNotFoundError, match="model_index.json"):
         StreamVidPipeline.from_pretrained(REPO / "assets/shapes/teacher")

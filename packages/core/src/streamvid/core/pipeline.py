@@ -110,22 +110,30 @@ class StreamVidPipeline(DiffusionPipeline):
     # ------------------------------------------------------------------ loading and saving
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, device: str = "cpu",
-                        dtype: str | None = None, overrides: Sequence[str] = ()) -> StreamVidPipeline:
+                        dtype: str | None = None, torch_dtype: torch.dtype | None = None,
+                        overrides: Sequence[str] = ()) -> StreamVidPipeline:
         """Load a pipeline folder (see the module docstring): the transformer's weights and architecture from its
         own folder, codec, text encoder and sampler from ``model_index.json``. Local folders only (no hub).
 
         Args:
             pretrained_model_name_or_path: the folder (e.g. ``assets/shapes/stream_r1_student``).
             device: ``cpu`` | ``cuda`` | ``cuda:N`` | ``auto``.
-            dtype: ``float32`` | ``bfloat16`` | ``float16`` (default: float32).
+            dtype: ``float32`` | ``bfloat16`` | ``float16`` (default: float32); or ``torch_dtype`` as diffusers
+                takes it (``torch.bfloat16``). Norms and the time embedding stay float32 either way.
             overrides: dot-list overrides of the generator config, as ``--set generator.<key>=...`` takes
                 them, e.g. ``["sampler.cache.window_frames=6"]``.
         Raises:
             FileNotFoundError: no such folder, or no ``model_index.json`` / transformer ``config.json`` in it.
             ConfigError: the index does not describe a `StreamVidPipeline`, or an override is wrong.
         """
+        from streamvid.core.dtypes import DTYPES
         from streamvid.core.generator import build_generator
 
+        if torch_dtype is not None:
+            names = {v: k for k, v in DTYPES.items()}
+            if torch_dtype not in names or (dtype is not None and dtype != names[torch_dtype]):
+                raise ValueError(f"torch_dtype {torch_dtype} (with dtype={dtype!r}) is not one of {list(DTYPES.values())}")
+            dtype = names[torch_dtype]
         cfg = generator_config_from_pretrained(pretrained_model_name_or_path, device=device, dtype=dtype,
                                                overrides=overrides)
         return build_generator(cfg)
@@ -140,18 +148,19 @@ class StreamVidPipeline(DiffusionPipeline):
         out = Path(save_directory)
         out.mkdir(parents=True, exist_ok=True)
         self.transformer.save_pretrained(out / "transformer", safe_serialization=True)
-        text_cfg = None
+        # paths outside the folder are recorded absolute (relative ones in the index are relative to the folder)
+        codec_cfg, text_cfg = (_absolute_path(self.config.codec_config),
+                               _absolute_path(self.config.text_encoder_config))
         if isinstance(self.text_encoder, LearnedTextEncoder):
             self.text_encoder.save(out / _TEXT_ENCODER_DIR)
-            text_cfg = {**self.config.text_encoder_config, "kind": "learned", "path": _TEXT_ENCODER_DIR}
-        self.save_index(out, text_encoder_config=text_cfg)
+            text_cfg = {**text_cfg, "kind": "learned", "path": _TEXT_ENCODER_DIR}
+        write_pipeline_index(out, codec_cfg, text_cfg, self.config.sampler_config, self.height, self.width)
 
-    def save_index(self, directory: str | Path, text_encoder_config: Mapping | None = None) -> Path:
-        """Write only ``directory/model_index.json`` (`write_pipeline_index` with this pipeline's config);
-        ``text_encoder_config`` replaces the recorded one (e.g. a saved path)."""
+    def save_index(self, directory: str | Path) -> Path:
+        """Write only ``directory/model_index.json`` (`write_pipeline_index` with this pipeline's config)."""
         c = self.config
-        return write_pipeline_index(directory, c.codec_config, text_encoder_config or c.text_encoder_config,
-                                    c.sampler_config, self.height, self.width)
+        return write_pipeline_index(directory, c.codec_config, c.text_encoder_config, c.sampler_config,
+                                    self.height, self.width)
 
     # ------------------------------------------------------------------ the generator's parts
     @property
@@ -234,6 +243,9 @@ class StreamVidPipeline(DiffusionPipeline):
         elif self.sampler.layout.window_frames is None:
             raise ValueError("StreamVidPipeline.stream: num_frames=None streams without end and needs a cache "
                              "window (sampler_config.cache.window_frames)")
+        if generator is not None and generator.device.type != "cpu":
+            raise ValueError("StreamVidPipeline.stream: the noise is drawn on the CPU (the same video on any device); "
+                             "give a CPU torch.Generator")
         noise = GaussianNoise(seed=seed, generator=generator)
         for pixels in self.stream_video(prompts, num_frames, callbacks=callbacks, prompt_switches=switches,
                                         noise=noise):
@@ -350,6 +362,13 @@ def _convert(video: torch.Tensor, output_type: str):
     from streamvid.core.video_io import to_uint8_frames
 
     return [[Image.fromarray(f) for f in to_uint8_frames(v)] for v in video]
+
+
+def _absolute_path(section: Mapping) -> dict:
+    out = dict(section)
+    if out.get("path"):
+        out["path"] = str(Path(out["path"]).resolve())
+    return out
 
 
 def _sampler_config(value: SamplerConfig | Mapping | None) -> SamplerConfig:
