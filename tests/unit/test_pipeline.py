@@ -194,3 +194,21 @@ def test_make_generate_and_eval_default_to_a_trained_student():
         assert cfg.checkpoint is not None and (REPO / cfg.checkpoint / "model_index.json").is_file()
     random = [p.name for p in (REPO / "configs").rglob("*.yaml") if "tiny" in p.name and p.parent.name != "model"]
     assert sorted(random) == ["tiny_random.yaml", "tiny_random_smoke.yaml"]
+
+
+def test_readme_python_blocks_run_as_written(tmp_path):
+    """The README's ```python blocks, in order, from a scratch copy of the repository root (symbolic links to all
+    but outputs/, so what they write lands in a fresh folder)."""
+    import re
+
+    code = "\n".join(re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S))
+    assert "StreamVidPipeline.from_pretrained" in code and "search=SearchStrategy" in code
+    root = tmp_path / "repo"
+    root.mkdir()
+    for entry in REPO.iterdir():
+        if entry.name != "outputs":
+            (root / entry.name).symlink_to(entry)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300,
+                          env=console_scripts.ENV)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (root / "outputs/my_pipeline/model_index.json").is_file()

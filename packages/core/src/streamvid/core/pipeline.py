@@ -10,7 +10,7 @@ runner through `streamvid.core.generator.build_generator(GeneratorConfig)`, a no
 
     pipe = StreamVidPipeline.from_pretrained("assets/shapes/stream_r1_student")
     video = pipe("a red circle moving left", num_frames=12, generator=torch.Generator().manual_seed(0)).frames[0]
-    for chunk in pipe.stream("a red circle moving left", num_frames=36, prompt_switches={4: "a red circle moving up"}):
+    for chunk in pipe.stream("a red circle moving left", num_frames=12, prompt_switches={2: "a red circle moving up"}):
         ...  # chunk: [1, t, 3, H, W] in [0, 1], as soon as it is decoded
 
 A pipeline folder holds ``model_index.json`` (the components' classes, ``sampler_config``, ``codec_config``,
