@@ -14,9 +14,12 @@ export DS_ACCELERATOR ?= cpu
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-CONFIG ?= configs/generate/tiny.yaml
+# `make generate` streams the shipped trained student; CONFIG=configs/generate/tiny_random.yaml is the random-weight
+# smoke run. `make eval` evaluates the shipped Stream-R1 student (EVAL_CONFIG=configs/eval/tiny_random_smoke.yaml: smoke).
+CONFIG ?= configs/generate/shapes_student.yaml
 PROMPT ?= a red circle moving left
 OUT    ?= outputs/generate/out.mp4
+EVAL_CONFIG ?= configs/eval/shapes_student.yaml
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-fast lint generate eval shapes-reward shapes-reward-data bench clean
@@ -46,7 +49,7 @@ test-fast: $(STAMP) ## run the suite without the slow end-to-end tests
 lint: $(STAMP) ## ruff over packages, tests and bench
 	$(VENV)/bin/ruff check packages tests bench
 
-generate: $(STAMP) ## stream one video: make generate CONFIG=... PROMPT="..." OUT=...
+generate: $(STAMP) ## stream one video with the shipped student: make generate [CONFIG=... PROMPT="..." OUT=...]
 	$(VENV)/bin/streamvid-generate --config $(CONFIG) --prompt "$(PROMPT)" --out $(OUT)
 
 shapes-reward: $(STAMP) ## train the learned shapes reward (after make shapes-reward-data; ~16 min on one core) into its shipped checkpoint folder
@@ -61,8 +64,8 @@ shapes-reward-data: $(STAMP) ## make the generated-video sets of the reward retr
 	$(GEN) --split train --prompts 64 --seeds 6 --generators student:assets/shapes/student teacher:cfg1:s4 teacher:cfg2:s4 teacher:cfg3:s8 teacher:cfg1:s8 --out outputs/reward_data/train_a.safetensors
 	$(GEN) --split train --prompts 64 --seeds 6 --first-prompt 96 --generators student:assets/shapes/dmd_student student:outputs/experiments/shapes/dmd_long/snapshots/step_000500 --out outputs/reward_data/train_c.safetensors
 
-eval: $(STAMP) ## evaluate a small shapes-world suite (outputs/eval/shapes_smoke; resumable)
-	$(VENV)/bin/streamvid-eval --config configs/eval/shapes_smoke.yaml
+eval: $(STAMP) ## evaluate the shipped Stream-R1 student on a small shapes-world suite (outputs/eval/shapes_student; resumable)
+	$(VENV)/bin/streamvid-eval --config $(EVAL_CONFIG)
 
 bench: $(STAMP) ## run the benchmarks in bench/ (JSON under outputs/bench/)
 	$(PY) bench/streaming.py --out outputs/bench/streaming.json

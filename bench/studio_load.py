@@ -6,7 +6,7 @@ video of ``--frames`` frames, and records per client: the time queued (start sen
 frame, generated fps (frames / (done - started)), chunk latency (server-measured p50 / p95) and the ``busy`` places
 it was told; and the server's memory (``/status``: RSS, live streams, kept downloads) before the round and after its
 clients disconnected. One more round streams Stream-T1 at 2x for one client. The baseline, measured in the same run
-in this process: the generator alone (`VideoGenerator.stream_video`, no server), and the bytes per frame of PNG and
+in this process: the generator alone (`StreamVidPipeline.stream_video`, no server), and the bytes per frame of PNG and
 JPEG (quality 90) for the same frames. Every wait is bounded; the server is stopped at the end.
 
     .venv/bin/python bench/studio_load.py --out outputs/bench/studio_load.json

@@ -15,6 +15,7 @@ import yaml
 
 from streamvid.core.cli.generate import GenerateConfig
 from streamvid.core.config import load_config, save_resolved_config
+from streamvid.core.generator_config import GeneratorConfig
 from streamvid.core.model_config import WanModelConfig
 from streamvid.core.sampler_config import SamplerConfig
 from streamvid.distill.dmd_config import DMDStageConfig
@@ -31,6 +32,7 @@ SCHEMAS: dict[str, type | None] = {
     "configs/model": WanModelConfig,
     "configs/sampler": SamplerConfig,
     "configs/generate": GenerateConfig,
+    "configs/generator": GeneratorConfig,
     "configs/eval": EvalConfig,
     "configs/train/shapes_teacher.yaml": TeacherStageConfig,
     "configs/train/shapes_ode_pairs.yaml": OdePairsStageConfig,

@@ -105,8 +105,8 @@ def test_option_help_examples_are_valid_overrides(monkeypatch):
     from streamvid.eval.runner_config import EvalConfig
 
     monkeypatch.chdir(REPO)
-    configs = {"streamvid-generate": ("configs/generate/tiny.yaml", GenerateConfig),
-               "streamvid-eval": ("configs/eval/shapes_smoke.yaml", EvalConfig)}
+    configs = {"streamvid-generate": ("configs/generate/tiny_random.yaml", GenerateConfig),
+               "streamvid-eval": ("configs/eval/tiny_random_smoke.yaml", EvalConfig)}
     for prog, (config, schema) in configs.items():
         text = subprocess.run([str(BIN / prog), "--help"], capture_output=True, text=True, check=True, env=ENV).stdout
         overrides = re.findall(r"e\.g\.\s+([A-Za-z_][\w.]*=[^\s)]+)", text)

@@ -24,7 +24,7 @@ from streamvid.eval.report import read_scores
 from streamvid.eval.runner import EvalConfig
 
 REPO = Path(__file__).resolve().parents[2]
-SMOKE = REPO / "configs" / "eval" / "shapes_smoke.yaml"
+SMOKE = REPO / "configs" / "eval" / "tiny_random_smoke.yaml"
 
 
 def test_run_resume_and_compare(tmp_path, capsys):

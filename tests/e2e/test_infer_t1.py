@@ -35,11 +35,15 @@ def test_stream_t1_writes_video_scores_tree_and_ledger(tmp_path: Path):
     assert all((tmp_path / n).stat().st_size > 0 for n in names)
     assert proc.stderr.strip().splitlines()[-1].startswith("streamvid-infer-t1: wrote ")
     ledger = json.loads((tmp_path / "red.ledger.json").read_text())
+    scores = json.loads((tmp_path / "red.scores.json").read_text())
+    summary = proc.stderr.strip().splitlines()[-2]  # the final score, NFE and wall time, as the files record them
+    assert summary.startswith("streamvid-infer-t1: stream_t1: final score ")
+    assert f"final score {scores['final']:.4f}, NFE {ledger['nfe']} ({ledger['cost_multiple']}x plain)" in summary
+    assert "wall time" in summary
     # 4 chunks: 4 candidates at chunk 0, then 2 beams x 2 children; 4 steps each; 2 commits per chunk
     assert ledger["forwards"] == {"denoise": 4 * 4 * 4, "commit": 4 * 2, "cfg": 0, "recache": 0}
     tree = json.loads((tmp_path / "red.tree.json").read_text())["tree"]
     assert [len(level) for level in tree] == [4, 4, 4, 4] and all(sum(c["kept"] for c in lv) == 2 for lv in tree)
-    scores = json.loads((tmp_path / "red.scores.json").read_text())
     assert len(scores["chunks"]) == 4 and scores["final"] is not None
 
 
@@ -83,9 +87,13 @@ def test_best_of_n_costs_n_plain_samples(tmp_path: Path):
         (["--prompt", PROMPT, "--set", "prompt_switches={4: a red circle moving up}"], "prompt_switches.4: a switch"),
         (["--prompt", PROMPT, "--set", "prompt_switches={2: ' '}"], "prompt_switches.2: empty prompt"),
         (["--prompt", PROMPT, "--set", "prompt_switches={two: up}"], "expected int keys"),
+        (["--prompt", "a cat playing the piano"], "words outside the shapes vocabulary: cat, playing, piano"),
+        (["--prompt", "a red circle and a blue square moving left"], "one colour"),
+        (["--prompt", PROMPT, "--set", "prompt_switches={2: a dog}"], "prompt 'a dog': reward shapes_learned"),
     ],
     ids=["blank-prompt", "unknown-key", "unknown-reward", "reward-weights", "unknown-strategy", "checkpoint-mismatch", "budget",
-         "switch-out-of-range", "switch-empty", "switch-key-type"],
+         "switch-out-of-range", "switch-empty", "switch-key-type", "outside-vocabulary", "two-objects",
+         "switch-outside-vocabulary"],
 )
 def test_bad_input_is_one_line(args: list[str], needle: str, tmp_path: Path, capsys):
     """In process (`main(argv)`, what the console script calls), so each case skips an interpreter start; the

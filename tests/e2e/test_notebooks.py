@@ -130,3 +130,32 @@ print({CHECK!r} + json.dumps({{
     assert v["n"] >= 1 and v["bon_nfe"] == v["n"] * v["plain_nfe"]  # best-of-N: n plain samples
     assert v["bon_nfe"] <= v["nfe"] < (v["n"] + 1) * v["plain_nfe"]  # equal budget: floor(T1 multiple) videos
     assert v["final"] is not None and v["final"] == v["final"]
+
+
+def test_pipeline_notebook(kernel: str):
+    """The pipeline notebook: the shipped student in one line, one video, the stream with a prompt switch (equal to
+    the video before the switch, different after), and a Stream-T1 search whose tree and frames are drawn."""
+    parameters = "\n".join(
+        [
+            'MODEL = "assets/shapes/stream_r1_student"',
+            'PROMPT = "a red circle moving left, then up"',
+            "NUM_FRAMES = 9",
+            "SEED = 3",
+            'SWITCH = {2: "a red circle moving down"}',
+        ]
+    )
+    check = f"""
+import json
+print({CHECK!r} + json.dumps({{
+    "video_shape": list(video.shape), "streamed_shape": list(streamed.shape), "chunks": len(chunks), "chunk": chunk,
+    "same_until_switch": same_until_switch, "after_switch_diff": float((streamed[6:] - video[6:]).abs().max()),
+    "searched_shape": list(searched.frames.shape), "tree": [len(level) for level in result.tree],
+    "final": result.best.final, "nfe": result.ledger.nfe, "plain_nfe": plain_nfe,
+}}))
+"""
+    v = _check_output(_execute("pipeline.ipynb", parameters, check, kernel), min_figures=4)
+    assert v["video_shape"] == v["streamed_shape"] == [9, 3, 32, 32]
+    assert v["chunks"] == 9 // v["chunk"] == 3
+    assert v["same_until_switch"] and v["after_switch_diff"] > 1e-3
+    assert v["searched_shape"] == [1, 9, 3, 32, 32] and v["tree"] == [4, 4, 4]
+    assert v["final"] == v["final"] and v["nfe"] > v["plain_nfe"]

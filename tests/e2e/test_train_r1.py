@@ -17,6 +17,7 @@ import torch
 from tests.console_scripts import ENV, error_line, run_script, script
 
 pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
 
 CONFIG = "configs/train/shapes_r1.yaml"
 TINY = [
@@ -55,11 +56,26 @@ def test_short_run_writes_a_loadable_student_logs_and_samples(tmp_path: Path):
     samples = out / "run" / "samples"
     assert (samples / "samples_step000003.png").is_file() and (samples / "weights_step000003.png").is_file()
     assert (samples / "per_sample_rank0.jsonl").read_text().count("reward_weight") >= 1
-    video = tmp_path / "r1.mp4"
-    gen = run_script("streamvid-generate", "--config", "configs/generate/shapes_student.yaml", "--set",
-                     f"generator.checkpoint={out}", "--prompt", "a red circle moving left", "--out", video)
+    # the end of the run names the samples folder and the TensorBoard command, and prints a command that runs as
+    # printed (from a scratch copy of the repository root, so that its outputs/ is a fresh folder)
+    assert f"sample grids (read by the oracle) in {samples}" in proc.stderr
+    assert f"--logdir {out / 'run' / 'logs' / 'tensorboard'}" in proc.stderr
+    lines = proc.stderr.splitlines()
+    command = lines[lines.index("r1: stream a video with it:") + 1].strip()
+    assert command.split()[0].endswith("bin/streamvid-generate"), command  # a path, not a bare name (exit 127)
+    root = tmp_path / "repo"
+    root.mkdir()
+    for entry in REPO.iterdir():
+        if entry.name != "outputs":
+            (root / entry.name).symlink_to(entry)
+    gen = subprocess.run(["bash", "-c", command], cwd=root, env=ENV, capture_output=True, text=True, timeout=300)
     assert gen.returncode == 0, gen.stderr[-2000:]
-    assert video.stat().st_size > 0
+    assert (root / "outputs/generate/r1.mp4").stat().st_size > 0
+    # the export is a pipeline folder
+    from streamvid.core import StreamVidPipeline
+
+    pipe = StreamVidPipeline.from_pretrained(out)
+    assert all(torch.equal(a, b) for a, b in zip(pipe.transformer.parameters(), student.parameters(), strict=True))
 
 
 def _checkpoint(run: Path) -> dict:

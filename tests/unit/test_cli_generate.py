@@ -20,7 +20,7 @@ from streamvid.core.generator import build_generator
 from streamvid.core.video_io import read_video
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIG = REPO / "configs" / "generate" / "tiny.yaml"
+CONFIG = REPO / "configs" / "generate" / "tiny_random.yaml"
 
 
 def test_writes_video_and_resolved_config(tmp_path):

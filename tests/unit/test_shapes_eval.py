@@ -37,7 +37,7 @@ def test_oracle_metrics_of_rendered_videos():
 
 
 @pytest.mark.parametrize("kind", ["teacher", "student"])
-def test_cli_writes_metrics_and_grids(tmp_path, kind):
+def test_cli_writes_metrics_and_grids(tmp_path, kind, capsys):
     torch.manual_seed(0)
     model = ConvFlowNet(in_channels=12, text_dim=64, width=8, cond_dim=16) if kind == "teacher" else CausalWanModel(**PROBE)
     model.save_pretrained(tmp_path / "model")
@@ -47,6 +47,8 @@ def test_cli_writes_metrics_and_grids(tmp_path, kind):
     assert saved["val"] == report["val"] and set(report) >= {"val", "heldout"}
     assert ("seam_ratio" in report["val"]) == (kind == "student")
     assert (tmp_path / "eval" / "samples_heldout.png").stat().st_size > 0
+    err = capsys.readouterr().err  # a progress bar per split, moving per batch of videos
+    assert "val videos: 100%" in err and "heldout videos: 100%" in err and "2/2" in err
 
 
 def test_cli_missing_model_is_one_line(tmp_path, capsys):

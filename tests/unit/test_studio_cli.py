@@ -52,9 +52,9 @@ def test_config_with_scheduled_switches_is_refused():
 
 
 def test_random_weights_stream_but_say_so_and_offer_no_download_they_cannot_keep():
-    """`configs/generate/tiny.yaml` (random model and text encoder): the page is told, plain streams run, search is
+    """`configs/generate/tiny_random.yaml` (random model and text encoder): the page is told, plain streams run, search is
     refused, and the download is withheld (the commands would draw another random text encoder)."""
-    cfg = load_config(REPO / "configs/generate/tiny.yaml", schema=StudioConfig)
+    cfg = load_config(REPO / "configs/generate/tiny_random.yaml", schema=StudioConfig)
     with TestClient(create_app(cfg)) as c, c.websocket_connect("/ws") as ws:
         assert "random (untrained) weights" in ws.receive_json()["config"]["note"]
         ws.send_json({"type": "start", "prompt": "a zebra dancing", "frames": 6, "strategy": "stream_t1", "budget": 2})

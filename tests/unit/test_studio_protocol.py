@@ -35,7 +35,7 @@ def client(engine):
 
 
 def reference_frames(engine, prompt, seed, frames, switches=()) -> np.ndarray:
-    """The same stream made by `VideoGenerator.stream_video`, as uint8 frames."""
+    """The same stream made by `StreamVidPipeline.stream_video`, as uint8 frames."""
     chunks = engine.generator.stream_video([prompt], frames, seed, prompt_switches=[PromptSwitch(k, p) for k, p in switches])
     return to_uint8_frames(torch.cat([c[0] for c in chunks]))
 

@@ -23,7 +23,7 @@ from streamvid.eval.report import read_scores
 from streamvid.eval.runner import EvalConfig, WorkItem, plan, run_eval
 
 REPO = Path(__file__).resolve().parents[3]
-SMOKE = REPO / "configs" / "eval" / "shapes_smoke.yaml"
+SMOKE = REPO / "configs" / "eval" / "tiny_random_smoke.yaml"
 PROMPTS = ("a red circle moving left", "a blue square moving up", "a green triangle moving down")
 
 

@@ -1,10 +1,11 @@
-"""`VideoGenerator`: text -> streamed latents -> streamed pixels, built from one typed config.
+"""`build_generator`: the one way to build a `StreamVidPipeline` (text -> streamed pixels) from a typed config.
 
-It bundles the causal model, the codec, the text encoder and the `StreamingSampler`, so every entry point
-(`streamvid-generate`, Stream-T1 search, the evaluation runner) builds a generator the same way::
+It builds the causal model, the codec, the text encoder and the sampler settings into a `StreamVidPipeline`, so
+every entry point (`streamvid-generate`, Stream-T1 search, the evaluation runner, `StreamVidPipeline.from_pretrained`)
+builds a generator the same way::
 
-    gen = build_generator(load_config("configs/generate/tiny.yaml", schema=GenerateConfig).generator)
-    for frames in gen.stream_video(["a red circle moving left"], num_frames=12, seed=0):
+    pipe = build_generator(load_config("configs/generate/tiny_random.yaml", schema=GenerateConfig).generator)
+    for frames in pipe.stream("a red circle moving left", num_frames=12, seed=0):
         ...  # frames: [B, t, 3, H, W] in [0, 1], as soon as each chunk is decoded
 
 The config dataclasses live in `generator_config` (cheap to import, no diffusers); they are re-exported here.
@@ -12,65 +13,19 @@ The config dataclasses live in `generator_config` (cheap to import, no diffusers
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import replace
+import dataclasses
 
 import torch
 
-from streamvid.core.causal_wan import CausalWanModel, TextContext
+from streamvid.core.causal_wan import CausalWanModel
 from streamvid.core.checkpoints import CheckpointFormatError, CheckpointMismatchError, load_checkpoint
 from streamvid.core.codecs import PixelCodec, VideoCodec
 from streamvid.core.config import ConfigError
 from streamvid.core.dtypes import DTYPES
 from streamvid.core.generator_config import CodecConfig, GeneratorConfig, TextEncoderConfig
-from streamvid.core.sampler import ChunkCallback, GaussianNoise, PromptSwitch, StreamingSampler
+from streamvid.core.pipeline import StreamVidPipeline
 from streamvid.core.text import LearnedTextEncoder, TextEncoder
 from streamvid.core.text.learned import split_words
-
-
-class VideoGenerator:
-    """A causal model, its codec, text encoder and sampler, ready to stream pixels."""
-
-    def __init__(self, model: CausalWanModel, codec: VideoCodec, text_encoder: TextEncoder, sampler, height, width):
-        self.model, self.codec, self.text_encoder, self.sampler = model, codec, text_encoder, sampler
-        self.height, self.width = height, width
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def latent_shape(self) -> tuple[int, int, int]:
-        r = self.codec.spatial_ratio
-        return self.codec.latent_channels, self.height // r, self.width // r
-
-    @torch.no_grad()
-    def encode_prompts(self, prompts: list[str]) -> TextContext:
-        emb = self.text_encoder.encode(prompts).embeddings
-        param = next(self.model.parameters())
-        return self.model.encode_text(emb.to(device=param.device, dtype=param.dtype))
-
-    def stream_video(
-        self,
-        prompts: list[str],
-        num_frames: int | None,
-        seed: int,
-        callbacks: list[ChunkCallback] | None = None,
-        prompt_switches: Sequence[PromptSwitch] = (),
-    ) -> Iterator[torch.Tensor]:
-        """Yield decoded pixel chunks `[B, t, 3, H, W]` in [0, 1]; `num_frames` counts latent frames.
-
-        Each prompt switch's ``prompt`` is streamed by every row from its chunk on (encoded here unless it
-        carries its ``text``)."""
-        text = self.encode_prompts(prompts)
-        switches = [s if s.text is not None else replace(s, text=self.encode_prompts([s.prompt] * len(prompts)))
-                    for s in prompt_switches]
-        decoder = self.codec.decode_stream()
-        chunks = self.sampler.stream(
-            text, self.latent_shape, num_frames, len(prompts), GaussianNoise(seed), callbacks, switches
-        )
-        for chunk in chunks:
-            yield decoder.push(chunk.latents.float()).clamp(0, 1)
 
 
 def cast_keeping_fp32_modules(model: CausalWanModel, dtype: torch.dtype) -> CausalWanModel:
@@ -114,12 +69,12 @@ def build_text_encoder(cfg: TextEncoderConfig, embed_dim: int, vocabulary: list[
 
         return BagOfWordsTextEncoder(shapes_vocabulary(), embed_dim=embed_dim)
     if cfg.path is not None:
-        return LearnedTextEncoder.load(cfg.path)
+        return LearnedTextEncoder.load(cfg.path).eval()
     return LearnedTextEncoder(vocabulary, embed_dim=embed_dim, max_length=cfg.max_length).eval()
 
 
-def build_generator(cfg: GeneratorConfig, vocabulary: list[str] | None = None) -> VideoGenerator:
-    """Build the model (random or from `cfg.checkpoint`), codec, text encoder and sampler.
+def build_generator(cfg: GeneratorConfig, vocabulary: list[str] | None = None) -> StreamVidPipeline:
+    """Build the model (random or from `cfg.checkpoint`), codec, text encoder and sampler into a pipeline.
 
     `vocabulary` seeds a randomly initialised learned text encoder (smoke runs without weights).
     """
@@ -142,9 +97,9 @@ def build_generator(cfg: GeneratorConfig, vocabulary: list[str] | None = None) -
     model = cast_keeping_fp32_modules(model.to(device), DTYPES[cfg.dtype]).eval().requires_grad_(False)
     if isinstance(text_encoder, torch.nn.Module):
         text_encoder = text_encoder.to(device)
-    # `cfg.sampler` is a `SamplerSettings` and `cfg.sampler.cache` the `CacheLayout` itself (sampler_config.py).
-    sampler = StreamingSampler(model, cfg.sampler.schedule(), cfg.sampler.cache, cfg.sampler)
-    return VideoGenerator(model, codec, text_encoder, sampler, cfg.height, cfg.width)
+    return StreamVidPipeline(model, codec, text_encoder, cfg.sampler, cfg.height, cfg.width,
+                             codec_config=dataclasses.asdict(cfg.codec),
+                             text_encoder_config=dataclasses.asdict(cfg.text_encoder))
 
 
 def load_generator_checkpoint(cfg: GeneratorConfig, model: CausalWanModel) -> None:
@@ -180,7 +135,7 @@ __all__ = [
     "CodecConfig",
     "GeneratorConfig",
     "TextEncoderConfig",
-    "VideoGenerator",
+    "StreamVidPipeline",
     "build_codec",
     "build_generator",
     "build_text_encoder",

@@ -1,4 +1,4 @@
-"""Typed config of a `VideoGenerator` (model, checkpoint, codec, text encoder, sampler, frame size, device).
+"""Typed config of a `StreamVidPipeline` (model, checkpoint, codec, text encoder, sampler, frame size, device).
 
 Kept apart from `generator.py` so that loading or validating a config never imports diffusers.
 """

@@ -12,3 +12,14 @@
 * `ode_pairs`: the teacher's ODE solutions at the student's few-step levels;
 * `stages` and `cli`: ``streamvid-train teacher | ode-pairs | student --config PATH --set key=value``.
 """
+
+from streamvid.core.lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "run_r1": "streamvid.distill.r1_stage",
+    "run_teacher": "streamvid.distill.stages",
+    "run_student": "streamvid.distill.stages",
+    "run_ode_pairs": "streamvid.distill.stages",
+    "DMDStageConfig": "streamvid.distill.dmd_config",
+    "StreamR1Weighting": "streamvid.distill.stream_r1_weighting",
+})

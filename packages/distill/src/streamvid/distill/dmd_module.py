@@ -97,6 +97,7 @@ class DMDModule(pl.LightningModule):
         self.weighting = StreamR1Weighting(cfg.stream_r1)
         self.counters: Counter[str] = Counter()
         self._exit_steps: list[int] = []  # exit steps of the generator steps (a histogram in TensorBoard)
+        self.progress_metrics = {}
 
     # ------------------------------------------------------------------ parts
     @property
@@ -306,6 +307,9 @@ class DMDModule(pl.LightningModule):
         warnings.warn(f"step {self.global_step}: {message} (total {self.counters[key]})", stacklevel=2)
 
     # ------------------------------------------------------------------ logging
+    progress_metrics: dict[str, str]
+    """The progress bar's postfix (`trainer.StepProgressBar`): the last generator and critic losses and mean reward."""
+
     def _log_step(self, logs: dict[str, list[float]], norms: dict[str, float], gen_step: bool) -> None:
         row = {k: sum(v) / len(v) for k, v in logs.items() if v}
         for net in ("generator", "critic"):
@@ -313,6 +317,7 @@ class DMDModule(pl.LightningModule):
                 row[f"{net}_grad_norm"] = float(norms[net])
         row |= {k: float(v) for k, v in self.counters.items()}
         row["generator_step"] = float(gen_step)
+        self.progress_metrics.update(progress_postfix(row))
         # Straight to the loggers (CSV, TensorBoard): one row per optimiser step holding exactly this step's
         # quantities (generator columns stay empty on critic-only steps instead of repeating stale values).
         if self.global_rank == 0:
@@ -366,3 +371,17 @@ class DMDModule(pl.LightningModule):
 
 def _to(t: torch.Tensor | None, device) -> torch.Tensor | None:
     return None if t is None else t.to(device)
+
+
+def progress_postfix(row: dict[str, float]) -> dict[str, str]:
+    """The progress bar's view of one logged step: ``g_loss`` / ``c_loss`` (generator and critic losses) and
+    ``reward`` (the mean of the per-axis mean rewards, A.9's ``reward_vq / mq / ta``), those the step has."""
+    out = {}
+    if "generator_loss" in row:
+        out["g_loss"] = f"{row['generator_loss']:.4g}"
+    if "critic_loss" in row:
+        out["c_loss"] = f"{row['critic_loss']:.4g}"
+    axes = [v for k, v in row.items() if k in ("reward_vq", "reward_mq", "reward_ta") and math.isfinite(v)]
+    if axes:
+        out["reward"] = f"{sum(axes) / len(axes):.3f}"
+    return out

@@ -14,6 +14,7 @@ their oracle reading, intra weight maps and per-sample rewards and weights (``sa
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,7 +24,15 @@ from streamvid.core.cli.paths import write_resolved_config
 from streamvid.core.config import ConfigError
 from streamvid.distill.dmd_config import DMDStageConfig
 from streamvid.distill.networks import check_model_dir, check_same_config, wan_sizes
-from streamvid.distill.stages import CONFIG_NAME, _check_text_dim, check_run, log, run_stage
+from streamvid.distill.stages import (
+    CONFIG_NAME,
+    _check_text_dim,
+    check_run,
+    console_command,
+    finished_run_lines,
+    log,
+    run_stage,
+)
 
 __all__ = ["build_dmd_module", "build_modules", "check_r1", "run_r1"]
 
@@ -166,6 +175,7 @@ def _fit(cfg: DMDStageConfig, nets, callbacks: Sequence = ()) -> Path:
                 export(trainer)
 
     def export(trainer) -> None:
+        from streamvid.core.pipeline import write_pipeline_index
         from streamvid.distill.deepspeed_cpu import gathered
 
         model = module.exported_model()
@@ -174,6 +184,8 @@ def _fit(cfg: DMDStageConfig, nets, callbacks: Sequence = ()) -> Path:
             if trainer.is_global_zero:
                 export_model(model, out_dir)
                 write_resolved_config(cfg, out_dir / CONFIG_NAME)
+                write_pipeline_index(out_dir, dataclasses.asdict(cfg.codec), dataclasses.asdict(cfg.text_encoder),
+                                     cfg.sampler, *cfg.video_size)
                 if cfg.snapshot_every and step % cfg.snapshot_every == 0:
                     export_model(model, out_dir / "snapshots" / f"step_{step:06d}")
 
@@ -191,8 +203,10 @@ def _fit(cfg: DMDStageConfig, nets, callbacks: Sequence = ()) -> Path:
     trainer.fit(module, train_dataloaders=loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
     export(trainer)
     if trainer.is_global_zero:
-        log(f"r1: wrote the student to {out_dir}; stream a video with it:\n"
-            f"  streamvid-generate --config configs/generate/shapes_student.yaml --set generator.checkpoint={out_dir} "
+        log(f"r1: wrote the student to {out_dir} (a pipeline folder: StreamVidPipeline.from_pretrained(\"{out_dir}\"))")
+        log(finished_run_lines("r1", run_dir, samples=run_dir / "samples"))
+        log("r1: stream a video with it:\n"
+            f"  {console_command('streamvid-generate')} --config configs/generate/shapes_student.yaml --set generator.checkpoint={out_dir} "
             f"--prompt \"a red circle moving left\" --out outputs/generate/r1.mp4")
     return out_dir
 

@@ -24,10 +24,12 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw
+from tqdm import tqdm
 
 from streamvid.core.codecs import PixelCodec
 from streamvid.core.euler import euler_solve
@@ -41,9 +43,9 @@ SPLITS = ("val", "heldout")
 
 
 def sample_teacher(model, prompts: list[str], text_dim: int, seed: int, steps: int = 20, guidance: float = 1.0,
-                   batch: int = 32) -> torch.Tensor:
+                   batch: int = 32, progress: Callable[[int], object] | None = None) -> torch.Tensor:
     """Videos ``[N, T, 3, H, W]`` in [0, 1] from a bidirectional flow model (Euler, shift 3, guidance g of
-    c + g (c - u); 1: standard CFG scale 2)."""
+    c + g (c - u); 1: standard CFG scale 2). ``progress`` is called with the number of videos of each batch done."""
     world, codec = WorldConfig(), PixelCodec(2)
     text = BagOfWordsTextEncoder(vocabulary(), text_dim)
     shape = (codec.latent_channels, world.num_frames, world.height // 2, world.width // 2)
@@ -53,12 +55,16 @@ def sample_teacher(model, prompts: list[str], text_dim: int, seed: int, steps: i
         noise = torch.randn(len(chunk), *shape, generator=torch.Generator().manual_seed(seed + i))
         x0 = euler_solve(score, noise, text(chunk), text([""] * len(chunk)), guidance, steps, 3.0).x0
         out.append(codec.decode(x0.permute(0, 2, 1, 3, 4)).clamp(0, 1))
+        if progress is not None:
+            progress(len(chunk))
     return torch.cat(out)
 
 
 @torch.no_grad()
-def sample_student(model, sampler_cfg, prompts: list[str], seed: int, batch: int = 32) -> torch.Tensor:
-    """Videos ``[N, T, 3, H, W]`` in [0, 1] streamed chunk by chunk through the KV cache (few-step sampler)."""
+def sample_student(model, sampler_cfg, prompts: list[str], seed: int, batch: int = 32,
+                   progress: Callable[[int], object] | None = None) -> torch.Tensor:
+    """Videos ``[N, T, 3, H, W]`` in [0, 1] streamed chunk by chunk through the KV cache (few-step sampler).
+    ``progress`` is called with the number of videos of each batch done."""
     from streamvid.core.sampler import GaussianNoise, StreamingSampler
 
     world, codec = WorldConfig(), PixelCodec(2)
@@ -72,6 +78,8 @@ def sample_student(model, sampler_cfg, prompts: list[str], seed: int, batch: int
         latents = sampler.generate(ctx, latent_shape, world.num_frames, batch_size=len(chunk),
                                    noise=GaussianNoise(seed + i))
         out.append(codec.decode(latents).clamp(0, 1))
+        if progress is not None:
+            progress(len(chunk))
     return torch.cat(out)
 
 
@@ -124,6 +132,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--teacher-steps", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=32,
+                    help="videos sampled together (the progress bar moves per batch; the noise of a video depends on it)")
     ap.add_argument("--out", required=True, help="folder for metrics.json and the sample grids")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -141,11 +151,12 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.time()
     for split in SPLITS:
         prompts = [sample_attributes(world, split, i)[1] for i in range(args.prompts)]
-        if args.teacher:
-            text_dim = model.config.text_dim
-            videos = sample_teacher(model, prompts, text_dim, args.seed, args.teacher_steps)
-        else:
-            videos = sample_student(model, sampler_cfg, prompts, args.seed)
+        with tqdm(total=len(prompts), desc=f"{split} videos", unit="video", file=sys.stderr) as bar:
+            if args.teacher:
+                videos = sample_teacher(model, prompts, model.config.text_dim, args.seed, args.teacher_steps,
+                                        batch=args.batch, progress=bar.update)
+            else:
+                videos = sample_student(model, sampler_cfg, prompts, args.seed, batch=args.batch, progress=bar.update)
         metrics, rows = evaluate_videos(videos, prompts)
         if args.student:
             metrics["seam_ratio"] = round(seam_ratio(videos, sampler_cfg.cache.chunk_frames), 4)

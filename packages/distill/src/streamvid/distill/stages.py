@@ -60,6 +60,24 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def console_command(name: str) -> str:
+    """How to run this environment's console script ``name`` from the current folder, as printed for the user to
+    copy (e.g. ``.venv/bin/streamvid-generate``; absolute when the environment lies elsewhere)."""
+    path = Path(sys.executable).with_name(name)
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def finished_run_lines(what: str, run_dir: Path, samples: Path | None = None) -> str:
+    """The end of a training run: where its checkpoints, logs and samples are, and the TensorBoard command."""
+    where = f"{what}: checkpoints in {run_dir / 'checkpoints'}, logs in {run_dir / 'logs'}"
+    if samples is not None:
+        where += f", sample grids (read by the oracle) in {samples}"
+    return f"{where}\n{what}: curves: {console_command('tensorboard')} --logdir {run_dir / 'logs' / 'tensorboard'}"
+
+
 # ---------------------------------------------------------------------------------------------- checks
 
 
@@ -246,7 +264,8 @@ def _fit(cfg, module, make_draw, what: str) -> Path:
         loader = DataLoader(StepBatches(draw, trainer_cfg.max_steps, start), batch_size=None)
         trainer.fit(module, train_dataloaders=loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
     export(module)
-    log(f"{what}: wrote the EMA model to {out_dir} (from_pretrained), checkpoints and logs to {run_dir}")
+    log(f"{what}: wrote the EMA model to {out_dir} (from_pretrained)")
+    log(finished_run_lines(what, run_dir))
     return out_dir
 
 

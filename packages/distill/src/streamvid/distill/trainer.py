@@ -15,6 +15,7 @@ checkpoint of another model size is a one-line `ConfigError`, not a traceback af
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -50,6 +51,36 @@ warnings.filterwarnings("ignore", message=r".*GPU available but not used.*")
 warnings.filterwarnings("ignore", message=r".*Using ModelCheckpoint with manual optimization.*")
 # The EMA copy is frozen in eval mode on purpose.
 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
+HARMLESS_WARNINGS = {
+    # bf16 autocast hands the fp32 norm weights (diffusers' `_keep_in_fp32_modules`) bf16 inputs; torch then runs
+    # the unfused rms_norm kernel, with the same result.
+    r"Mismatch dtype between input and weight.*": "bf16 rms_norm dtype",
+    # lightning 2.6's pytree helper calls an API torch 2.13 deprecates; not ours to change.
+    r".*isinstance\(treespec, LeafSpec\)` is deprecated.*": "LeafSpec",
+}
+"""Known harmless warnings of a training run (message regex -> name), filtered once by `filter_known_warnings`."""
+
+
+class _DropLitLoggerTip(logging.Filter):
+    """Lightning's info line advertising its cloud logger (litlogger) on every fit: runs log to CSV and TensorBoard."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+_LITLOGGER_TIP = _DropLitLoggerTip()
+
+
+def filter_known_warnings() -> None:
+    """Silence `HARMLESS_WARNINGS` and Lightning's litlogger tip (idempotent; run at import of this module)."""
+    for message in HARMLESS_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if _LITLOGGER_TIP not in logger.filters:
+        logger.addFilter(_LITLOGGER_TIP)
+
+
+filter_known_warnings()
 
 
 class StepCheckpoint(ModelCheckpoint):
@@ -64,7 +95,8 @@ class StepCheckpoint(ModelCheckpoint):
 
 
 class StepProgressBar(TQDMProgressBar):
-    """A progress bar over the optimiser steps of the whole run (a resumed run starts at its checkpoint's step)."""
+    """A progress bar over the optimiser steps of the whole run (a resumed run starts at its checkpoint's step),
+    showing the module's ``progress_metrics`` (e.g. `DMDModule`'s losses and mean reward) besides Lightning's."""
 
     def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
         super().on_train_epoch_start(trainer, *args)
@@ -80,6 +112,12 @@ class StepProgressBar(TQDMProgressBar):
             bar.n = n
             bar.set_postfix(self.get_metrics(trainer, pl_module))
             bar.refresh()
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict:
+        """Lightning's bar metrics without the logger version, plus the module's ``progress_metrics``."""
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        return metrics | getattr(pl_module, "progress_metrics", {})
 
 
 class ExportCallback(Callback):

@@ -3,7 +3,7 @@
 This module is the only place where the studio touches generation, so it can move to a pipeline's chunk iterator
 without the server noticing. A plain stream runs the sampler's public steps (`StreamingSampler.session`,
 `StreamSession.next_chunk`, `StreamSession.switch_prompt`: what `StreamingSampler.stream` composes, with the
-prompt switch decided live) and decodes with the codec's streaming decoder, exactly as `VideoGenerator.stream_video`
+prompt switch decided live) and decodes with the codec's streaming decoder, exactly as `StreamVidPipeline.stream_video`
 does; a searched stream (Stream-T1 or chunk-greedy) runs Stream-T1's `search_steps` iterator, the loop of
 `streamvid-infer-t1`. Both give the same frames as the command a session's resolved config names
 (`LiveStream.resolved_config`), which the tests check.
@@ -21,7 +21,8 @@ from dataclasses import dataclass, field, fields
 import torch
 
 from streamvid.core.cli.generate import GenerateConfig
-from streamvid.core.generator import VideoGenerator, build_generator, prompt_vocabulary, random_parts
+from streamvid.core.generator import build_generator, prompt_vocabulary, random_parts
+from streamvid.core.pipeline import StreamVidPipeline
 from streamvid.core.rewards import build_reward
 from streamvid.core.rewards.base import RewardModel
 from streamvid.core.sampler import GaussianNoise, PromptSwitch
@@ -83,7 +84,7 @@ class Engine:
         prompts = [cfg.prompt] if cfg.prompt else []
         with torch.random.fork_rng(devices=[]):  # seeded random parts, as `streamvid-generate` builds them
             torch.manual_seed(cfg.init_seed)
-            self.generator: VideoGenerator = build_generator(cfg.generator, vocabulary=prompt_vocabulary(prompts))
+            self.generator: StreamVidPipeline = build_generator(cfg.generator, vocabulary=prompt_vocabulary(prompts))
         self._reward: RewardModel | None = None
         self._short_reward: RewardModel | None = None
 
@@ -169,7 +170,7 @@ class LiveStream:
             raise StreamError("prompt: the stream has ended; start a new one to use another prompt")
         gen = self.engine.generator
         if self.request.strategy == "plain":
-            text = gen.encode_prompts([prompt])  # as VideoGenerator.stream_video encodes a switch
+            text = gen.encode_prompts([prompt])  # as StreamVidPipeline.stream_video encodes a switch
         else:
             text = gen.text_encoder.encode([prompt]).embeddings.to(gen.device)  # as streamvid-infer-t1 does
         # in place: the search holds this list and reads it before each chunk

@@ -2,8 +2,8 @@
 
 Writes, next to ``--out`` (``<stem>.mp4``): the chosen video as mp4 and gif, ``<stem>.scores.json`` (per-chunk
 short / long / fused scores and memory flags of the chosen beam, its final score), ``<stem>.tree.json`` and
-``<stem>.tree.png`` (every candidate per chunk with its scores, the survivors, and the memory route of each evicted
-chunk), ``<stem>.ledger.json`` (NFE by kind, decodes, reward calls, time per component, peak memory) and
+``<stem>.tree.png`` (every candidate per chunk with its scores and an edge to its parent beam, pruned and kept
+candidates, the chosen video's path, and the memory route of each evicted chunk), ``<stem>.ledger.json`` (NFE by kind, decodes, reward calls, time per component, peak memory) and
 ``<stem>.config.yaml`` (the resolved config). Each file is written atomically; everything is checked before the
 model is built, and bad input is one ``error:`` line with exit code 2.
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -30,10 +31,10 @@ from streamvid.core.config import ConfigError, check_choice, load_config
 from streamvid.core.generator_config import GeneratorConfig
 from streamvid.core.rewards.configs import RewardSelection
 from streamvid.core.sampler import PromptSwitch
-from streamvid.tts.search import SearchConfig, TreeNode
+from streamvid.tts.search import SearchConfig, SearchResult
+from streamvid.tts.strategy import STRATEGIES
 
 PROG = "streamvid-infer-t1"
-STRATEGIES = ("stream_t1", "greedy", "best_of_n", "plain")
 
 EXAMPLES = """\
 examples (run from the repository root):
@@ -107,8 +108,11 @@ def resolve_config(args: argparse.Namespace) -> InferT1Config:
         search, n = plan_for_budget(cfg.strategy, cfg.budget, cfg.search)
         cfg = replace(cfg, search=search if cfg.strategy == "stream_t1" else cfg.search, n=n)
     cfg.reward.check_paths("reward")
+    prompts = [cfg.prompt, *cfg.prompt_switches.values()]
+    cfg.reward.check_prompts(prompts, "reward")
     if cfg.short_reward is not None:
         cfg.short_reward.check_paths("short_reward")
+        cfg.short_reward.check_prompts(prompts, "short_reward")
     if cfg.generator.checkpoint is None:
         raise ConfigError("generator.checkpoint is null: search needs a trained student (e.g. "
                           "assets/shapes/stream_r1_student)")
@@ -120,31 +124,17 @@ def _write_json(path: Path, data: dict) -> None:
         tmp.write_text(json.dumps(data, indent=2))
 
 
-def draw_tree(tree: list[list[TreeNode]], routes: dict[int, str], chunk_frames: int, path: Path,
-              switches: Sequence[PromptSwitch] = ()) -> None:
-    """PNG: one column per chunk, every candidate's fused score (survivors filled), evicted chunks' routes, and a
-    dashed line before each prompt switch."""
+def draw_tree(result: SearchResult, chunk_frames: int, path: Path, switches: Sequence[PromptSwitch] = ()) -> None:
+    """``<stem>.tree.png``: the search tree (`tree_figure`: parent -> child edges, pruned and kept candidates, the
+    chosen path, memory routes), written atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(tree)), 3.2))
-    for k, level in enumerate(tree):
-        for c in level:
-            y = 0.0 if c.fused is None else c.fused
-            y = y if y == y and abs(y) != float("inf") else 0.0
-            ax.scatter(k, y, s=40, facecolors="tab:blue" if c.kept else "none", edgecolors="tab:blue")
-        route = routes.get(k * chunk_frames)
-        if route:
-            ax.annotate(route, (k, ax.get_ylim()[0]), fontsize=7, rotation=90, va="bottom", color="tab:red")
-    for k in sorted(s.chunk for s in switches):
-        ax.axvline(k - 0.5, color="grey", linestyle="--", linewidth=0.8)
-        ax.annotate("prompt switch", (k - 0.45, ax.get_ylim()[1]), fontsize=7, va="top", color="grey")
-    ax.set_xlabel("chunk")
-    ax.set_ylabel("fused score (filled: kept)")
-    ax.set_title("search tree (red: route of the chunk when it left the window)", fontsize=9)
-    fig.tight_layout()
+    from streamvid.tts.tree_figure import tree_figure
+
+    fig = tree_figure(result, chunk_frames, switches)
     try:
         with atomic_write(path) as tmp:
             fig.savefig(tmp, dpi=100)
@@ -156,34 +146,25 @@ def infer(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     out = check_output_file(args.out, "--out", (".mp4",))
     from streamvid.core.generator import build_generator, prompt_vocabulary
+    from streamvid.core.rewards import build_reward
     from streamvid.core.video_io import write_video
-    from streamvid.tts.search import best_of_n, chunk_search, greedy_config, plain_config
+    from streamvid.tts.strategy import SearchStrategy
 
     torch.set_num_threads(cfg.threads)
-    from streamvid.core.rewards import build_reward
-
     reward = build_reward(cfg.reward.config())
     short_reward = build_reward(cfg.short_reward.config()) if cfg.short_reward is not None else None
-    prompts = [cfg.prompt, *cfg.prompt_switches.values()]
-    gen = build_generator(cfg.generator, vocabulary=prompt_vocabulary(prompts))
-    text = gen.text_encoder.encode([cfg.prompt]).embeddings.to(gen.device)
-    switches = [replace(s, text=gen.text_encoder.encode([s.prompt]).embeddings.to(gen.device))
-                for s in PromptSwitch.from_mapping(cfg.prompt_switches)]
-    chunks = cfg.num_frames // gen.sampler.chunk_frames
-    total = chunks * (cfg.n if cfg.strategy == "best_of_n" else 1)
-    with tqdm(total=total, desc=cfg.strategy, unit="chunk", file=sys.stderr) as bar:
-        common = dict(sampler=gen.sampler, text=text, prompt=cfg.prompt, latent_shape=gen.latent_shape,
-                      num_frames=cfg.num_frames, reward=reward, codec=gen.codec, on_chunk=lambda k: bar.update(1),
-                      prompt_switches=switches)
-        if cfg.strategy == "best_of_n":
-            result = best_of_n(n=cfg.n, seed=cfg.search.seed, **common)
-        else:
-            search = {"stream_t1": cfg.search, "greedy": greedy_config(cfg.n, cfg.search.seed),
-                      "plain": plain_config(cfg.search.seed)}[cfg.strategy]
-            result = chunk_search(cfg=search, short_reward=short_reward, **common)
+    switches = PromptSwitch.from_mapping(cfg.prompt_switches)
+    pipe = build_generator(cfg.generator, vocabulary=prompt_vocabulary([cfg.prompt, *cfg.prompt_switches.values()]))
+    pipe.set_progress_bar_config(disable=True)
+    strategy = SearchStrategy(reward, cfg.strategy, cfg.search, cfg.n, short_reward)
+    chunks = cfg.num_frames // pipe.sampler.chunk_frames
+    start = time.perf_counter()
+    with tqdm(total=strategy.progress_total(chunks), desc=cfg.strategy, unit="chunk", file=sys.stderr) as bar:
+        strategy.on_chunk = lambda k: bar.update(1)
+        output = pipe(cfg.prompt, cfg.num_frames, search=strategy, prompt_switches=switches, output_type="pt")
+    seconds = time.perf_counter() - start
+    result, video = output.search, output.frames[0]
     best = result.best
-    with torch.no_grad():
-        video = gen.codec.decode(best.video_latents()).clamp(0, 1)[0].cpu()
     stem = out.with_suffix("")
     files = {"video": out, "gif": stem.with_suffix(".gif"), "scores": Path(f"{stem}.scores.json"),
              "tree": Path(f"{stem}.tree.json"), "tree_png": Path(f"{stem}.tree.png"),
@@ -193,17 +174,20 @@ def infer(args: argparse.Namespace) -> int:
     scores = {"prompt": cfg.prompt, "prompt_switches": {str(k): p for k, p in sorted(cfg.prompt_switches.items())},
               "strategy": cfg.strategy, "final": best.final, "seed": best.seed,
               "chunks": [{"chunk": k, "short": s, "long": lg, "fused": f,
-                          "flags": best.flags.get(k * gen.sampler.chunk_frames)}
+                          "flags": best.flags.get(k * pipe.sampler.chunk_frames)}
                          for k, (s, lg, f) in enumerate(zip(best.short, best.long, best.fused, strict=False))],
               "routes": {str(k): v for k, v in best.routes.items()}}
     _write_json(files["scores"], scores)
     _write_json(files["tree"], {"tree": result.tree_dicts(), "routes": scores["routes"],
                                 "search": asdict(cfg.search)})
-    draw_tree(result.tree, best.routes, gen.sampler.chunk_frames, files["tree_png"], switches)
-    plain_nfe = chunks * (len(gen.sampler.schedule) + 1)
+    draw_tree(result, pipe.sampler.chunk_frames, files["tree_png"], switches)
+    plain_nfe = chunks * (len(pipe.sampler.schedule) + 1)
     ledger = result.ledger.to_dict() | {"plain_nfe": plain_nfe, "cost_multiple": round(result.ledger.nfe / plain_nfe, 3)}
     _write_json(files["ledger"], ledger)
     write_resolved_config(cfg, files["config"])
+    final = "n/a (one beam, nothing to pick)" if best.final is None else f"{best.final:.4f}"
+    print(f"{PROG}: {cfg.strategy}: final score {final}, NFE {result.ledger.nfe} ({ledger['cost_multiple']}x plain), "
+          f"wall time {seconds:.1f} s", file=sys.stderr)
     print(f"{PROG}: wrote {', '.join(str(p) for p in files.values())}", file=sys.stderr)
     return 0
 

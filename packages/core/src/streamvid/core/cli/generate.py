@@ -42,8 +42,9 @@ AUTO_THREADS_MAX_PARAMS = 100_000_000
 
 EXAMPLES = """\
 examples (run from the repository root):
-  streamvid-generate --config configs/generate/tiny.yaml --prompt "a red circle moving left" --out outputs/generate/red.mp4
-  streamvid-generate --config configs/generate/tiny.yaml --prompt "a blue square moving up" --out outputs/generate/blue.gif --frames 24 --seed 3 --set generator.sampler.cache.window_frames=6
+  streamvid-generate --config configs/generate/shapes_student.yaml --prompt "a red circle moving left, then up" --out outputs/generate/student.mp4
+  streamvid-generate --config configs/generate/tiny_random.yaml --prompt "a red circle moving left" --out outputs/generate/red.mp4
+  streamvid-generate --config configs/generate/tiny_random.yaml --prompt "a blue square moving up" --out outputs/generate/blue.gif --frames 24 --seed 3 --set generator.sampler.cache.window_frames=6
   streamvid-generate --config outputs/generate/red.config.yaml --out outputs/generate/red_again.mp4
 """
 
@@ -165,19 +166,21 @@ def generate(args: argparse.Namespace) -> int:
 
     with torch.random.fork_rng(devices=[]):  # a seeded random initialisation: the resolved config reproduces it
         torch.manual_seed(cfg.init_seed)
-        generator = build_generator(cfg.generator,
-                                    vocabulary=prompt_vocabulary([cfg.prompt, *cfg.prompt_switches.values()]))
+        pipe = build_generator(cfg.generator,
+                               vocabulary=prompt_vocabulary([cfg.prompt, *cfg.prompt_switches.values()]))
+    unknown = [w for p in (cfg.prompt, *cfg.prompt_switches.values()) for w in pipe.unknown_words(p)]
+    if unknown := list(dict.fromkeys(unknown)):
+        print(f"warning: the text encoder does not know {', '.join(map(repr, unknown))} (outside its vocabulary, "
+              "e.g. the shapes world's); the video ignores them", file=sys.stderr)
     if threads is None:
-        torch.set_num_threads(auto_threads(generator.model))
+        torch.set_num_threads(auto_threads(pipe.model))
     start = time.perf_counter()
     chunk = cfg.generator.sampler.cache.chunk_frames
     frames = []
-    from streamvid.core.sampler import PromptSwitch
-
-    switches = PromptSwitch.from_mapping(cfg.prompt_switches)
-    for pixels in tqdm(generator.stream_video([cfg.prompt], cfg.num_frames, cfg.seed, prompt_switches=switches), total=cfg.num_frames // chunk,
+    for pixels in tqdm(pipe.stream(cfg.prompt, cfg.num_frames, seed=cfg.seed, prompt_switches=cfg.prompt_switches),
+                       total=cfg.num_frames // chunk,
                        desc="chunks", unit="chunk", file=sys.stderr):
-        frames.append(pixels[0].cpu())
+        frames.append(pixels[0])
     seconds = time.perf_counter() - start
     video = torch.cat(frames, dim=0)
     write_video(out, video, fps=cfg.fps)

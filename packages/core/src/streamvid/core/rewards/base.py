@@ -180,6 +180,11 @@ class RewardConfig:
                 problems.append((name, f"not found: {value}"))
         return problems
 
+    def prompt_problem(self, prompt: str) -> str | None:
+        """Why this reward cannot score videos of ``prompt`` (one line), or None: checked before any model is
+        built. Open-vocabulary rewards accept every prompt; the shapes-world rewards need its grammar."""
+        return None
+
     # ------------------------------------------------------------------------------------------ registry
 
     @classmethod

@@ -145,9 +145,26 @@ class AestheticConfig(ModelRewardConfig):
 # ---------------------------------------------------------------------------------- shapes-world rewards
 
 
+class ShapesPromptCheck:
+    """The shapes-world rewards read the prompt with the world's grammar (`world.prompts.parse_prompt`)."""
+
+    def prompt_problem(self, prompt: str) -> str | None:
+        from streamvid.core.text.learned import split_words
+        from streamvid.core.world.prompts import VOCAB, parse_prompt
+
+        try:
+            parse_prompt(prompt)
+        except ValueError as err:
+            unknown = list(dict.fromkeys(w for w in split_words(prompt) if w.isalnum() and w not in VOCAB))
+            words = f"words outside the shapes vocabulary: {', '.join(unknown)}; " if unknown else ""
+            return (f"the shapes-world rewards cannot score it ({words}{str(err).split(': ', 1)[-1]}); "
+                    "write e.g. \"a red circle moving left, then up\"")
+        return None
+
+
 @RewardConfig.register("shapes_analytic", target="streamvid.core.rewards.shapes_analytic:ShapesAnalyticReward")
 @dataclass
-class ShapesAnalyticRewardConfig(RewardConfig):
+class ShapesAnalyticRewardConfig(ShapesPromptCheck, RewardConfig):
     """Settings of `ShapesAnalyticReward`; axes are in [0, 1] with no further normalisation."""
 
     mask_threshold: float = 0.35
@@ -172,7 +189,7 @@ class ShapesAnalyticRewardConfig(RewardConfig):
 
 @RewardConfig.register("shapes_learned", target="streamvid.core.rewards.shapes_learned:ShapesLearnedReward")
 @dataclass
-class ShapesLearnedRewardConfig(RewardConfig):
+class ShapesLearnedRewardConfig(ShapesPromptCheck, RewardConfig):
     """Settings of `ShapesLearnedReward`; axes are sigmoid outputs in [0, 1], trained on oracle scores."""
 
     OPTIONAL_PATHS: ClassVar[tuple[str, ...]] = ("path",)
@@ -212,6 +229,15 @@ class RewardSelectionBase:
         if problems:
             field_name, problem = problems[0]
             raise ConfigError(f"{where}.{self.name}.{field_name}: {problem}")
+
+    def check_prompts(self, prompts: list[str], where: str = "reward") -> None:
+        """Raise `ConfigError` naming the first prompt the selected reward cannot score (`prompt_problem`); run it
+        before any expensive work."""
+        config = self.config()
+        for prompt in prompts:
+            problem = config.prompt_problem(prompt)
+            if problem is not None:
+                raise ConfigError(f"prompt {prompt!r}: {where} {self.name}: {problem}")
 
 
 def make_reward_selection() -> type[RewardSelectionBase]:
