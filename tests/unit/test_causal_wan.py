@@ -94,8 +94,8 @@ def _stream(model, x, t, text, layout, router=None):
     "layout, mask",
     [
         (CacheLayout(chunk_frames=2), BlockCausal(2)),
-        (CacheLayout(chunk_frames=2, window_frames=4), BlockCausal(2, window_frames=4)),
-        (CacheLayout(chunk_frames=2, sink_frames=2, window_frames=4), BlockCausal(2, 2, 4)),
+        (CacheLayout(chunk_frames=2, local_attn_frames=4), BlockCausal(2, local_attn_frames=4)),
+        (CacheLayout(chunk_frames=2, sink_frames=2, local_attn_frames=6), BlockCausal(2, 2, 6)),
     ],
 )
 def test_streaming_equals_block_causal(tiny_causal_wan, layout, mask):
@@ -172,9 +172,9 @@ def test_options_reach_the_output_and_stream_like_block_causal(tiny_wan_kwargs):
     x, text = _inputs(frames, seed=2)
     t = torch.rand(B, frames) * 1000
     with torch.no_grad():
-        mask = BlockCausal(2, window_frames=6)
+        mask = BlockCausal(2, local_attn_frames=6)
         ref = model(x, t, text, block_causal=mask).sample
-        out, _ = _stream(model, x, t, text, CacheLayout(chunk_frames=2, window_frames=6))
+        out, _ = _stream(model, x, t, text, CacheLayout(chunk_frames=2, local_attn_frames=6))
         model.text_adaln_proj.weight.zero_()
         without_film = model(x, t, text, block_causal=mask).sample
     assert (out - ref).abs().max() <= 1e-5  # learned frame positions follow the cache's positions

@@ -45,29 +45,38 @@ from streamvid.core.rope import apply_rotary, rotary_tables
 class BlockCausal:
     """Block-causal attention over chunks of `chunk_frames` latent frames (the training path).
 
-    A query frame in chunk c attends to key frames in chunks <= c; with `window_frames` only to the sink
-    (frames < `sink_frames`) and the last `window_frames` frames up to the end of chunk c, which is exactly
-    what a streaming `KVCache` with the same layout and the `drop` policy holds.
+    A query frame in chunk c attends to key frames in chunks <= c; with `local_attn_frames` (the reference's
+    `local_attn_size`, sink included) only to the sink (frames < `sink_frames`) and the last
+    `local_attn_frames - sink_frames` frames up to the end of chunk c, which is exactly what a streaming
+    `KVCache` with the same layout and the `drop` policy holds.
     """
 
     chunk_frames: int
     sink_frames: int = 0
-    window_frames: int | None = None
+    local_attn_frames: int | None = None
+
+    @property
+    def rolling_frames(self) -> int | None:
+        """`local_attn_frames - sink_frames`: the recent frames attended besides the sink; None = all."""
+        return None if self.local_attn_frames is None else self.local_attn_frames - self.sink_frames
 
     def frame_mask(self, num_frames: int, device: torch.device | None = None) -> torch.Tensor:
         """`[F, F]` bool, True where query frame i may attend to key frame j."""
         n = self.chunk_frames
         if num_frames % n:
             raise ValueError(f"{num_frames} frames is not a multiple of chunk_frames={n}")
-        for name in ("sink_frames", "window_frames"):
+        for name in ("sink_frames", "local_attn_frames"):
             value = getattr(self, name)
             if value is not None and value % n:
                 raise ValueError(f"BlockCausal.{name}={value} must be a multiple of chunk_frames={n}")
+        if self.rolling_frames is not None and self.rolling_frames < n:
+            raise ValueError(f"BlockCausal.local_attn_frames={self.local_attn_frames} must be >= sink_frames + "
+                             f"chunk_frames ({self.sink_frames} + {n})")
         frame = torch.arange(num_frames, device=device)
         chunk_end = (frame // n + 1) * n  # exclusive end of each query frame's chunk
         allowed = frame[None, :] < chunk_end[:, None]
-        if self.window_frames is not None:
-            in_window = frame[None, :] >= (chunk_end[:, None] - self.window_frames)
+        if self.rolling_frames is not None:
+            in_window = frame[None, :] >= (chunk_end[:, None] - self.rolling_frames)
             allowed &= in_window | (frame[None, :] < self.sink_frames)
         return allowed
 
