@@ -86,6 +86,33 @@ class BlockCausal:
         return m.repeat_interleave(tokens_per_frame, 0).repeat_interleave(tokens_per_frame, 1)
 
 
+class _ReplayCache:
+    """The streaming cache as a gradient-checkpointed block sees it.
+
+    Under gradient checkpointing a block runs again in the backward pass, when the stream has already committed
+    its chunk and moved on (the cache may have evicted or opened another chunk); LongLive defers its cache
+    updates for the same reason (streaming-anchors.md, LongLive (5)). The first run writes through and keeps
+    each layer's history read (`history` returns copies, so later cache changes do not reach them); the re-run
+    writes nothing and reads the same history, so the recomputed block equals the original one.
+    """
+
+    def __init__(self, cache: AttentionCache) -> None:
+        self.cache = cache
+        self._written: set[int] = set()
+        self._history: dict[tuple[int, bool], object] = {}
+
+    def write(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> None:
+        if layer not in self._written:  # a second write of a layer is the backward's recomputation
+            self._written.add(layer)
+            self.cache.write(layer, keys, values)
+
+    def history(self, layer: int, broadcast: bool = True):
+        key = (layer, broadcast)
+        if key not in self._history:
+            self._history[key] = self.cache.history(layer, broadcast=broadcast)
+        return self._history[key]
+
+
 @dataclass
 class TextContext:
     """Cross-attention keys/values of one prompt batch, per layer: each `[B_text, L, heads, head_dim]`."""
@@ -269,9 +296,11 @@ class CausalWanModel(WanTransformer3DModel):
         if kv_cache is not None:  # key positions are frame indices, known from the open chunk before any write
             rope_k = rotary_tables(self.rope, kv_cache.key_positions(), post_h, post_w)
 
+        checkpointing = torch.is_grad_enabled() and self.gradient_checkpointing
+        cache = _ReplayCache(kv_cache) if checkpointing and kv_cache is not None else kv_cache
         for layer, block in enumerate(self.blocks):
-            args = (block, layer, x, text_context, modulation, rope_q, rope_k, mask, kv_cache, post_f)
-            if torch.is_grad_enabled() and self.gradient_checkpointing:
+            args = (block, layer, x, text_context, modulation, rope_q, rope_k, mask, cache, post_f)
+            if checkpointing:
                 x = self._gradient_checkpointing_func(self._block_forward, *args)
             else:
                 x = self._block_forward(*args)
