@@ -21,6 +21,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from streamvid.core.config import ConfigError, check_choice
+from streamvid.core.dtypes import check_dtype
 from streamvid.core.generator_config import CodecConfig, TextEncoderConfig
 from streamvid.core.model_config import WanModelConfig
 from streamvid.core.rewards.configs import RewardSelection
@@ -222,6 +223,14 @@ class DMDStageConfig(RunConfig):
     """The real score (frozen)."""
     critic: str | None = None
     """The fake score's initial weights; null: a copy of the teacher (as DMD2 / Self-Forcing initialise it)."""
+    teacher_model: WanModelConfig | None = None
+    """The real score's sizes when it is a Wan (paper rows: model/wan2.1_t2v_14b.yaml), checked against the
+    teacher directory's config.json and used by ``--dry-run``'s memory plan when the directory is missing; null:
+    whatever the directory holds (the shapes world's conv teacher)."""
+    frozen_dtype: str = "float32"
+    """The dtype the real score is loaded straight into (diffusers ``from_pretrained(torch_dtype=...)``: built on
+    the meta device, safetensors read into the dtype; paper rows: bfloat16). A critic initialised from the teacher
+    is copied and made float32 (it trains)."""
     model: WanModelConfig = field(default_factory=WanModelConfig)
     """The student's sizes (mount model/shapes_probe.yaml): a checkpoint of another size fails before training."""
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
@@ -261,6 +270,7 @@ class DMDStageConfig(RunConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_not_implemented(self)
+        check_dtype("frozen_dtype", self.frozen_dtype)
         if self.snapshot_every < 0:
             raise ConfigError(f"snapshot_every must be >= 0, got {self.snapshot_every}")
         if self.latent_frames % self.chunk_frames:

@@ -32,6 +32,7 @@ __all__ = [
     "export_model",
     "load_model_dir",
     "plain_copy",
+    "stored_dtype",
     "wan_sizes",
     "zero_init_wan",
 ]
@@ -130,14 +131,31 @@ def zero_init_wan(model: torch.nn.Module) -> None:
     torch.nn.init.zeros_(model.proj_out.bias)
 
 
-def load_model_dir(path: str | os.PathLike, key: str) -> torch.nn.Module:
-    """Load a diffusers directory checked by `check_model_dir` with its own class (stock Wan -> CausalWanModel)."""
+def load_model_dir(path: str | os.PathLike, key: str, dtype: torch.dtype | None = None) -> torch.nn.Module:
+    """Load a diffusers directory checked by `check_model_dir` with its own class (stock Wan -> CausalWanModel).
+
+    With ``dtype`` the weights are read straight into it: diffusers builds the model on the meta device and
+    loads the safetensors into ``dtype`` (``low_cpu_mem_usage``), so no float32 copy of a bf16 network is made.
+    """
     config = check_model_dir(path, key)
     if config["_class_name"] == "ConvFlowNet":
         from streamvid.core.conv_flow import ConvFlowNet as cls
     else:
         from streamvid.core.causal_wan import CausalWanModel as cls
-    return cls.from_pretrained(str(path))
+    if dtype is None:
+        return cls.from_pretrained(str(path))
+    return cls.from_pretrained(str(path), torch_dtype=dtype, low_cpu_mem_usage=True)
+
+
+def stored_dtype(path: str | os.PathLike) -> str:
+    """The dtype of the first tensor in a diffusers directory's safetensors (read from the header only)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    index = path / WEIGHT_FILES[1]
+    weights = path / (json.loads(index.read_text())["weight_map"].popitem()[1] if index.is_file() else WEIGHT_FILES[0])
+    with safe_open(str(weights), framework="pt") as f:
+        return str(f.get_slice(next(iter(f.keys()))).get_dtype())
 
 
 def export_model(model: torch.nn.Module, out_dir: str | os.PathLike) -> Path:
