@@ -11,8 +11,8 @@ T = student + critic parameters, F = the real score's, s = 1/N where a ZeRO stag
 * parameters (trainable weights): T x w x s3, with w = 2 B in a bf16 DeepSpeed engine, else 4 B; s3 = 1/N under
   ZeRO-3 only;
 * gradients: T x w x s2, s2 = 1/N under ZeRO-2 and ZeRO-3 (without DeepSpeed: T x 4 B);
-* optimizer states: Adam m and v (8 B) plus, in a bf16 engine, the fp32 master weights (4 B): T x 12 B x s2
-  (without DeepSpeed: T x 8 B, the fp32 weights are the masters);
+* optimizer states: Adam m and v (8 B) plus DeepSpeed's fp32 partition of the weights (4 B; the masters of a bf16
+  engine, a copy in an fp32 one): T x 12 B x s2 (without DeepSpeed: T x 8 B, the fp32 weights are the masters);
 * frozen weights: F x f x s3 with f = 2 B in a bf16 engine, else ``frozen_dtype``'s size, plus the text encoder
   and the VAE in their dtypes (not sharded; counted when their directory holds a config);
 * EMA: a copy of the student in the engine's weight dtype, on every rank;
@@ -96,7 +96,7 @@ def plan_memory(*, student: int, critic: int, real: int, world_size: int, zero_s
     Args:
         student, critic, real: parameter counts (the trainable student and critic, the frozen real score).
         world_size: processes (GPUs) in the run; zero_stage: 0 (no DeepSpeed), 2 or 3.
-        bf16_engine: a DeepSpeed engine in bf16 (weights 2 B, fp32 masters in the optimizer state).
+        bf16_engine: a DeepSpeed engine in bf16 (weights and gradients 2 B).
         frozen_itemsize: bytes per parameter of the real score as loaded (``frozen_dtype``).
         extra_frozen_bytes: text encoder + VAE as loaded (not sharded); extra_frozen_fp32_bytes: the same in fp32
             (default: ``extra_frozen_bytes``).
@@ -111,7 +111,7 @@ def plan_memory(*, student: int, critic: int, real: int, world_size: int, zero_s
     w = 2 if bf16_engine else 4
     parameters = trainable * w * shard_weights
     gradients = trainable * w * shard_states
-    optimizer = trainable * (12 if bf16_engine else 8) * shard_states
+    optimizer = trainable * (12 if zero_stage else 8) * shard_states
     frozen_b = 2 if bf16_engine else frozen_itemsize
     frozen = real * frozen_b * shard_weights + extra_frozen_bytes
     ema = student * w
