@@ -21,15 +21,16 @@ ROW = "experiments/stream_r1/stream_r1.yaml"
 def test_plan_arithmetic_by_hand():
     """student 100, critic 200, real 1000 parameters on 4 ranks (every number below computed by hand)."""
     z2 = plan_memory(student=100, critic=200, real=1000, world_size=4, zero_stage=2, bf16_engine=True,
-                     frozen_itemsize=2, extra_frozen_bytes=10, activation_bytes=7)
+                     frozen_itemsize=2, extra_frozen_bytes=10, activation_bytes=7, bucket_elements=5)
     assert (z2.parameters, z2.gradients, z2.optimizer_states, z2.frozen_weights, z2.ema) == (600, 150, 900, 2010, 200)
-    assert (z2.activations, z2.device_total) == (7, 600 + 150 + 900 + 2010 + 200 + 7)
+    assert (z2.activations, z2.buffers, z2.device_total) == (7, 10, 600 + 150 + 900 + 2010 + 200 + 7 + 10)
     assert (z2.host_peak_loading, z2.host_peak_loading_fp32) == (4 * 300 + 2 * 1000 + 10, 4 * 1300 + 10)
     z3 = plan_memory(student=100, critic=200, real=1000, world_size=4, zero_stage=3, bf16_engine=True,
                      frozen_itemsize=2)
     assert (z3.parameters, z3.gradients, z3.optimizer_states, z3.frozen_weights, z3.ema) == (150, 150, 900, 500, 200)
     plain = plan_memory(student=100, critic=200, real=1000, world_size=1, zero_stage=0, bf16_engine=False,
-                        frozen_itemsize=4)
+                        frozen_itemsize=4, bucket_elements=5)
+    assert plain.buffers == 0  # no DeepSpeed, no buckets
     assert (plain.parameters, plain.gradients, plain.optimizer_states, plain.frozen_weights, plain.ema) == (
         1200, 1200, 2400, 4000, 400)
     with pytest.raises(ValueError, match="zero_stage"):

@@ -136,6 +136,8 @@ def load_model_dir(path: str | os.PathLike, key: str, dtype: torch.dtype | None 
 
     With ``dtype`` the weights are read straight into it: diffusers builds the model on the meta device and
     loads the safetensors into ``dtype`` (``low_cpu_mem_usage``), so no float32 copy of a bf16 network is made.
+    The modules diffusers keeps in float32 are copied out of the memory-mapped file, which is then released (as
+    views they kept an fp32 file of the whole network resident: measured by ``bench/memory_plan.py``).
     """
     config = check_model_dir(path, key)
     if config["_class_name"] == "ConvFlowNet":
@@ -144,7 +146,11 @@ def load_model_dir(path: str | os.PathLike, key: str, dtype: torch.dtype | None 
         from streamvid.core.causal_wan import CausalWanModel as cls
     if dtype is None:
         return cls.from_pretrained(str(path))
-    return cls.from_pretrained(str(path), torch_dtype=dtype, low_cpu_mem_usage=True)
+    model = cls.from_pretrained(str(path), torch_dtype=dtype, low_cpu_mem_usage=True)
+    for tensor in (*model.parameters(), *model.buffers()):
+        if tensor.dtype != dtype:  # kept in float32 (diffusers' `_keep_in_fp32_modules`): a view of the mapped
+            tensor.data = tensor.data.clone()  # safetensors file, which would keep the whole file resident
+    return model
 
 
 def stored_dtype(path: str | os.PathLike) -> str:

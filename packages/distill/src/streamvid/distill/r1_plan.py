@@ -16,6 +16,8 @@ T = student + critic parameters, F = the real score's, s = 1/N where a ZeRO stag
 * frozen weights: F x f x s3 with f = 2 B in a bf16 engine, else ``frozen_dtype``'s size, plus the text encoder
   and the VAE in their dtypes (not sharded; counted when their directory holds a config);
 * EMA: a copy of the student in the engine's weight dtype, on every rank;
+* DeepSpeed buffers: the reduce bucket and the all-gather (ZeRO-2) / prefetch (ZeRO-3) bucket of
+  `deepspeed_cpu.deepspeed_config`, in the gradients' dtype;
 * activations, estimated per rollout: with gradient checkpointing the block inputs of every exit-step forward
   (tokens x layers x dim x a, a = 2 B under bf16, else 4 B) plus one block's activations for one chunk (chunk
   tokens x (18 dim + 2 ffn) x a); without it, every block's (tokens x layers x (18 dim + 2 ffn) x a)
@@ -24,7 +26,7 @@ T = student + critic parameters, F = the real score's, s = 1/N where a ZeRO stag
   ``frozen_dtype`` (read straight into it), text encoder and VAE in their dtypes; today's path (before the
   dtype fields) loaded all of them in fp32.
 
-DeepSpeed's bucket and all-gather buffers and the reward model (VideoAlign, ~4.4 GB bf16) are not included.
+ZeRO-3's live all-gathered layers and the reward model (VideoAlign, ~4.4 GB bf16) are not included.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class MemoryPlan:
     frozen_weights: float
     ema: float
     activations: float
+    buffers: float
     host_peak_loading: float
     host_peak_loading_fp32: float
     notes: list[str] = field(default_factory=list)
@@ -77,12 +80,13 @@ class MemoryPlan:
     @property
     def device_total(self) -> float:
         return (self.parameters + self.gradients + self.optimizer_states + self.frozen_weights + self.ema
-                + self.activations)
+                + self.activations + self.buffers)
 
     def rows(self) -> list[tuple[str, float]]:
         return [("parameters (trainable weights)", self.parameters / GIB), ("gradients", self.gradients / GIB),
                 ("optimizer states", self.optimizer_states / GIB), ("frozen weights", self.frozen_weights / GIB),
                 ("generator EMA", self.ema / GIB), ("activations (estimate)", self.activations / GIB),
+                ("DeepSpeed buckets", self.buffers / GIB),
                 ("total per rank (device)", self.device_total / GIB),
                 ("peak host RAM while loading", self.host_peak_loading / GIB),
                 ("  the same with every network in fp32", self.host_peak_loading_fp32 / GIB)]
@@ -90,7 +94,7 @@ class MemoryPlan:
 
 def plan_memory(*, student: int, critic: int, real: int, world_size: int, zero_stage: int, bf16_engine: bool,
                 frozen_itemsize: int, extra_frozen_bytes: int = 0, activation_bytes: int = 0,
-                extra_frozen_fp32_bytes: int | None = None) -> MemoryPlan:
+                extra_frozen_fp32_bytes: int | None = None, bucket_elements: int = 0) -> MemoryPlan:
     """The per-rank arithmetic of the module docstring, in bytes (parameter counts in, `MemoryPlan` out).
 
     Args:
@@ -101,6 +105,7 @@ def plan_memory(*, student: int, critic: int, real: int, world_size: int, zero_s
         extra_frozen_bytes: text encoder + VAE as loaded (not sharded); extra_frozen_fp32_bytes: the same in fp32
             (default: ``extra_frozen_bytes``).
         activation_bytes: the activation estimate (`activation_estimate`).
+        bucket_elements: DeepSpeed's reduce + all-gather / prefetch bucket sizes (ZeRO stages only).
     """
     if zero_stage not in (0, 2, 3):
         raise ValueError(f"zero_stage must be 0, 2 or 3, got {zero_stage}")
@@ -119,8 +124,9 @@ def plan_memory(*, student: int, critic: int, real: int, world_size: int, zero_s
         extra_frozen_fp32_bytes = extra_frozen_bytes
     host = 4 * trainable + frozen_itemsize * real + extra_frozen_bytes
     host_fp32 = 4 * (trainable + real) + extra_frozen_fp32_bytes
+    buffers = bucket_elements * w if zero_stage else 0
     return MemoryPlan(n, zero_stage, bf16_engine, parameters, gradients, optimizer, frozen, ema,
-                      float(activation_bytes), float(host), float(host_fp32))
+                      float(activation_bytes), float(buffers), float(host), float(host_fp32))
 
 
 def activation_estimate(net: NetworkCount, tokens: int, chunk_tokens: int, itemsize: int, checkpointing: bool) -> int:
@@ -223,13 +229,20 @@ def plan_r1(cfg: DMDStageConfig) -> tuple[MemoryPlan, dict[str, NetworkCount]]:
     acts = max(activation_estimate(nets[k], tokens, chunk_tokens, act_size, cfg.gradient_checkpointing)
                for k in ("student", "critic"))
     extra, extra_fp32, notes = _frozen_extras(cfg)
+    from streamvid.distill.deepspeed_cpu import deepspeed_config
+
+    zero = deepspeed_config(max(stage, 1))["zero_optimization"]
+    second = zero.get("stage3_prefetch_bucket_size", zero["allgather_bucket_size"]) if stage == 3 else \
+        zero["allgather_bucket_size"]
+    buckets = int(zero["reduce_bucket_size"] + second)
     plan = plan_memory(student=nets["student"].params, critic=nets["critic"].params, real=nets["real"].params,
                        world_size=world, zero_stage=stage, bf16_engine=bf16_engine,
                        frozen_itemsize=check_dtype("frozen_dtype", cfg.frozen_dtype).itemsize,
-                       extra_frozen_bytes=extra, extra_frozen_fp32_bytes=extra_fp32, activation_bytes=acts)
+                       extra_frozen_bytes=extra, extra_frozen_fp32_bytes=extra_fp32, activation_bytes=acts,
+                       bucket_elements=buckets)
     plan.notes = notes + [f"{tokens} tokens per rollout batch ({cfg.latent_frames} latent frames x {tpf}), "
                           f"gradient checkpointing {'on' if cfg.gradient_checkpointing else 'off'}",
-                          "not included: DeepSpeed buffers, all-gathers, the reward model"]
+                          "not included: ZeRO-3's live all-gathered layers, the reward model"]
     return plan, nets
 
 
