@@ -13,8 +13,9 @@ T = student + critic parameters, F = the real score's, s = 1/N where a ZeRO stag
 * gradients: T x w x s2, s2 = 1/N under ZeRO-2 and ZeRO-3 (without DeepSpeed: T x 4 B);
 * optimizer states: Adam m and v (8 B) plus DeepSpeed's fp32 partition of the weights (4 B; the masters of a bf16
   engine, a copy in an fp32 one): T x 12 B x s2 (without DeepSpeed: T x 8 B, the fp32 weights are the masters);
-* frozen weights: F x f x s3 with f = 2 B in a bf16 engine, else ``frozen_dtype``'s size, plus the text encoder
-  and the VAE in their dtypes (not sharded; counted when their directory holds a config);
+* frozen weights: F x f x s3 with f = the engine's weight size w inside DeepSpeed (Lightning converts every module
+  of the engine to its precision: bf16, or fp32 under ``32-true``), else ``frozen_dtype``'s size, plus the text
+  encoder and the VAE in their dtypes (not sharded; counted when their directory holds a config);
 * EMA: a copy of the student in the engine's weight dtype, on every rank;
 * DeepSpeed buffers: the reduce bucket and the all-gather (ZeRO-2) / prefetch (ZeRO-3) bucket of
   `deepspeed_cpu.deepspeed_config`, in the gradients' dtype;
@@ -23,8 +24,10 @@ T = student + critic parameters, F = the real score's, s = 1/N where a ZeRO stag
   tokens x (18 dim + 2 ffn) x a); without it, every block's (tokens x layers x (18 dim + 2 ffn) x a)
   (docs/reproduction.md §4); the larger of the student's and the critic's;
 * peak host RAM while loading, per rank: the student and critic in fp32 (4 B), the real score in
-  ``frozen_dtype`` (read straight into it), text encoder and VAE in their dtypes; today's path (before the
-  dtype fields) loaded all of them in fp32.
+  ``frozen_dtype`` (read straight into it) plus its largest safetensors file, which is mapped while it is read
+  (without the directory: diffusers' 10 GB shards, or the whole network in fp32 when smaller), text encoder and
+  VAE in their dtypes; today's path (before the dtype fields) loaded all of them in fp32 (its files are the
+  weights: no extra copy).
 
 ZeRO-3's live all-gathered layers and the reward model (VideoAlign, ~4.4 GB bf16) are not included.
 """
@@ -94,7 +97,8 @@ class MemoryPlan:
 
 def plan_memory(*, student: int, critic: int, real: int, world_size: int, zero_stage: int, bf16_engine: bool,
                 frozen_itemsize: int, extra_frozen_bytes: int = 0, activation_bytes: int = 0,
-                extra_frozen_fp32_bytes: int | None = None, bucket_elements: int = 0) -> MemoryPlan:
+                extra_frozen_fp32_bytes: int | None = None, bucket_elements: int = 0,
+                loading_transient_bytes: int = 0) -> MemoryPlan:
     """The per-rank arithmetic of the module docstring, in bytes (parameter counts in, `MemoryPlan` out).
 
     Args:
@@ -106,6 +110,7 @@ def plan_memory(*, student: int, critic: int, real: int, world_size: int, zero_s
             (default: ``extra_frozen_bytes``).
         activation_bytes: the activation estimate (`activation_estimate`).
         bucket_elements: DeepSpeed's reduce + all-gather / prefetch bucket sizes (ZeRO stages only).
+        loading_transient_bytes: the real score's largest weight file, mapped while it is read into its dtype.
     """
     if zero_stage not in (0, 2, 3):
         raise ValueError(f"zero_stage must be 0, 2 or 3, got {zero_stage}")
@@ -117,12 +122,12 @@ def plan_memory(*, student: int, critic: int, real: int, world_size: int, zero_s
     parameters = trainable * w * shard_weights
     gradients = trainable * w * shard_states
     optimizer = trainable * (12 if zero_stage else 8) * shard_states
-    frozen_b = 2 if bf16_engine else frozen_itemsize
+    frozen_b = w if zero_stage else frozen_itemsize
     frozen = real * frozen_b * shard_weights + extra_frozen_bytes
     ema = student * w
     if extra_frozen_fp32_bytes is None:
         extra_frozen_fp32_bytes = extra_frozen_bytes
-    host = 4 * trainable + frozen_itemsize * real + extra_frozen_bytes
+    host = 4 * trainable + frozen_itemsize * real + extra_frozen_bytes + loading_transient_bytes
     host_fp32 = 4 * (trainable + real) + extra_frozen_fp32_bytes
     buffers = bucket_elements * w if zero_stage else 0
     return MemoryPlan(n, zero_stage, bf16_engine, parameters, gradients, optimizer, frozen, ema,
@@ -184,6 +189,15 @@ def count_networks(cfg: DMDStageConfig) -> dict[str, NetworkCount]:
     return {"student": student, "critic": critic, "real": real}
 
 
+SHARD_BYTES = 10 * 10**9
+"""diffusers' default ``max_shard_size`` (10GB): the file size assumed for a missing weight directory."""
+
+
+def _largest_weight_file(path: str, params: int) -> int:
+    files = list(Path(path).glob("*.safetensors"))
+    return max(f.stat().st_size for f in files) if files else min(4 * params, SHARD_BYTES)
+
+
 def _frozen_extras(cfg: DMDStageConfig) -> tuple[int, int, list[str]]:
     """(bytes as loaded, bytes in fp32, notes) of the text encoder and the VAE, counted from their configs."""
     loaded, fp32, notes = 0, 0, []
@@ -239,7 +253,8 @@ def plan_r1(cfg: DMDStageConfig) -> tuple[MemoryPlan, dict[str, NetworkCount]]:
                        world_size=world, zero_stage=stage, bf16_engine=bf16_engine,
                        frozen_itemsize=check_dtype("frozen_dtype", cfg.frozen_dtype).itemsize,
                        extra_frozen_bytes=extra, extra_frozen_fp32_bytes=extra_fp32, activation_bytes=acts,
-                       bucket_elements=buckets)
+                       bucket_elements=buckets,
+                       loading_transient_bytes=_largest_weight_file(cfg.teacher, nets["real"].params))
     plan.notes = notes + [f"{tokens} tokens per rollout batch ({cfg.latent_frames} latent frames x {tpf}), "
                           f"gradient checkpointing {'on' if cfg.gradient_checkpointing else 'off'}",
                           "not included: ZeRO-3's live all-gathered layers, the reward model"]
