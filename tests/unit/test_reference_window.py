@@ -117,6 +117,8 @@ def test_old_window_frames_key_migrates(tmp_path):
     with pytest.warns(FutureWarning):
         cfg = load_config("configs/sampler/reward_forcing.yaml", ["cache.window_frames=null"], schema=SamplerConfig)
     assert cfg.cache.local_attn_frames is None
+    with pytest.raises(ValueError, match=r"wrong type for 'cache.window_frames' \(old name\) in command line"):
+        load_config(tmp_path / "old.yaml", ["cache.window_frames=many"], schema=SamplerConfig)
     (tmp_path / "both.yaml").write_text("cache:\n  window_frames: 6\n  local_attn_frames: 9\n")
     with pytest.raises(ValueError, match="keep only 'cache.local_attn_frames'"):
         load_config(tmp_path / "both.yaml", schema=SamplerConfig)

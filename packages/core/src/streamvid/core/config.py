@@ -250,7 +250,10 @@ def _merge(cfg: DictConfig, data: dict, source: str, prefix: str) -> None:
         else:
             _assign(cfg, key, value, full_key, source)
     for key, value in renamed.items():
-        new_key, new_value = legacy[key](value, cfg)
+        try:
+            new_key, new_value = legacy[key](value, cfg)
+        except (TypeError, ValueError):
+            raise ConfigError(f"wrong type for '{prefix}{key}' (old name) in {source}: got {value!r}") from None
         if new_key in data:
             raise ConfigError(f"both '{prefix}{key}' (old name) and '{prefix}{new_key}' in {source}; keep only "
                               f"'{prefix}{new_key}'")
