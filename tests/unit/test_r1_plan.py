@@ -4,6 +4,7 @@ and the loading dtypes (frozen networks read straight into bf16, the TF32 switch
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -58,7 +59,8 @@ def test_paper_rows_match_the_reproduction_guide():
     assert nets["student"].params == nets["critic"].params == pytest.approx(1.419e9, rel=1e-3)
     vae = 2 * 126_892_531  # the Wan2.1 VAE in bf16 (codec.dtype)
     for zero3, devices, expected in ((False, 8, 39.2), (True, 8, 9.25), (False, 16, 36.7), (True, 16, 4.62)):
-        row = replace(cfg, trainer=replace(cfg.trainer, devices=devices),
+        row = replace(cfg, trainer=replace(cfg.trainer, devices=devices), dmd=replace(cfg.dmd,
+                      gradient_accumulation_steps=64 // devices),
                       deepspeed=replace(cfg.deepspeed, zero_stage=3 if zero3 else 2))
         plan, _ = plan_r1(row)
         states = plan.parameters + plan.gradients + plan.optimizer_states + plan.frozen_weights - vae
@@ -88,6 +90,21 @@ def test_dry_run_zero3_on_one_process_is_refused_before_the_plan():
     assert proc.returncode == 2 and proc.stdout == ""
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("streamvid-train: error: ") and "zero_stage=3" in line and "world size" in line
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["trainer.devices=3"], "dmd.rollouts_per_step=64 is not divisible by trainer.batch_size x world size = 1 x 3"),
+    (["trainer.devices=4"], "1 x 8 x 4 = 32: set dmd.gradient_accumulation_steps=16"),
+])
+def test_world_size_must_keep_the_global_batch(overrides, message):
+    from streamvid.core.config import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(ROW, overrides, schema=DMDStageConfig)
+    cfg = load_config(ROW, ["trainer.devices=4", "dmd.gradient_accumulation_steps=16"], schema=DMDStageConfig)
+    assert cfg.dmd.rollouts_per_step == 64
+    two_nodes = ["trainer.num_nodes=2", "dmd.gradient_accumulation_steps=4"]  # docs/reproduction.md's launch
+    assert load_config(ROW, two_nodes, schema=DMDStageConfig).trainer.num_nodes == 2
 
 
 def test_dry_run_of_the_shapes_row_checks_every_path_and_dtype():

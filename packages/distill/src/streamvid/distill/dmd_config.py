@@ -87,6 +87,10 @@ class DMDConfig:
     """TTUR: a generator update on every ratio-th optimiser step; the critic updates on every step."""
     gradient_accumulation_steps: int = 8
     """Micro-steps per optimiser step (each: generator fwd/bwd when it updates, then critic fwd/bwd)."""
+    rollouts_per_step: int | None = None
+    """The global batch: rollouts per optimiser step over every rank (the reference's 64); when set it must equal
+    trainer.batch_size x gradient_accumulation_steps x world size (checked before anything loads), so a run on
+    another number of GPUs keeps the paper's batch or is refused with the accumulation that would."""
     ema_weight: float = 0.99
     ema_start_step: int = 25
     """Optimiser step from which the generator's EMA exists (copied then, updated after each generator step)."""
@@ -291,6 +295,8 @@ class DMDStageConfig(RunConfig):
                 f"a world size of {world} (trainer.devices x trainer.num_nodes) needs deepspeed.enabled: true "
                 "(the multi-process path)"
             )
+        check_global_batch(self.dmd.rollouts_per_step, self.trainer.batch_size, self.dmd.gradient_accumulation_steps,
+                           world)
 
     @property
     def chunk_frames(self) -> int:
@@ -304,6 +310,21 @@ class DMDStageConfig(RunConfig):
     def video_size(self) -> tuple[int, int]:
         """(height, width) in pixels."""
         return (self.height or self.world.height, self.width or self.world.width)
+
+
+def check_global_batch(rollouts: int | None, batch: int, accumulation: int, world: int) -> None:
+    """`ConfigError` unless ``rollouts`` (None: unchecked) = batch x accumulation x world, naming the fix."""
+    if rollouts is None or rollouts == batch * accumulation * world:
+        return
+    per_step = batch * world
+    if rollouts % per_step:
+        raise ConfigError(
+            f"dmd.rollouts_per_step={rollouts} is not divisible by trainer.batch_size x world size = {batch} x {world} "
+            f"(trainer.devices x trainer.num_nodes): choose a world size that divides the batch")
+    raise ConfigError(
+        f"dmd.rollouts_per_step={rollouts} but trainer.batch_size x dmd.gradient_accumulation_steps x world size = "
+        f"{batch} x {accumulation} x {world} = {batch * accumulation * world}: set "
+        f"dmd.gradient_accumulation_steps={rollouts // per_step}")
 
 
 def check_not_implemented(cfg: DMDStageConfig) -> None:
