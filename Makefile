@@ -22,7 +22,7 @@ OUT    ?= outputs/generate/out.mp4
 EVAL_CONFIG ?= configs/eval/shapes_student.yaml
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint generate eval shapes-reward shapes-reward-data bench clean
+.PHONY: help install test test-fast lint generate eval shapes-reward shapes-reward-data bench gpu-check clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -72,6 +72,12 @@ bench: $(STAMP) ## run the benchmarks in bench/ (JSON under outputs/bench/)
 	$(PY) bench/eval_throughput.py --out outputs/bench/eval_throughput.json
 	$(PY) bench/shapes_rewards.py --out outputs/bench/shapes_rewards.json
 	$(PY) bench/tts.py --out outputs/bench/tts.json
+
+# One command for a GPU (bench/gpu_check.py): CUDA at Wan2.1-1.3B sizes; ARGS=--tiny runs the same code on the CPU.
+ARGS ?=
+GPU_CHECK_OUT := outputs/bench/gpu_check$(if $(findstring --tiny,$(ARGS)),_tiny,).json
+gpu-check: $(STAMP) ## streaming fps/latency, KV memory, DMD steps, T1 batching on one GPU (ARGS=--tiny: CPU, tiny sizes)
+	DS_ACCELERATOR=$(if $(findstring --tiny,$(ARGS)),cpu,cuda) $(PY) bench/gpu_check.py --out $(GPU_CHECK_OUT) $(ARGS)
 
 clean: ## remove outputs and caches (keeps .venv)
 	rm -rf outputs .pytest_cache .ruff_cache

@@ -69,7 +69,7 @@ def cached_run(model, layout, schedule, text, num_chunks):
 def recompute_run(model, layout, schedule, text, num_chunks):
     """No cache: every denoising step is one block-causal forward over [clean history | noisy chunk]."""
     n = layout.chunk_frames
-    mask = BlockCausal(n, layout.sink_frames, layout.window_frames)
+    mask = BlockCausal(n, layout.sink_frames, layout.local_attn_frames)
     noise = GaussianNoise(0)
     ctx = model.encode_text(text)
     ts = schedule.timesteps.tolist()
@@ -134,7 +134,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     schedule = FewStepSchedule.from_steps((1000, 750, 500, 250), shift=5.0)
-    layout = CacheLayout(chunk_frames=3, sink_frames=3, window_frames=12)
+    layout = CacheLayout(chunk_frames=3, sink_frames=3, local_attn_frames=15)
     model = build("small.yaml")
     params = sum(p.numel() for p in model.parameters())
     text = torch.randn(1, TEXT_TOKENS, model.config.text_dim, generator=torch.Generator().manual_seed(0))
@@ -151,7 +151,7 @@ def main() -> None:
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
                     "torch": torch.__version__},
         "config": {"model": "configs/model/small.yaml", "parameters": params, "latent": LATENT,
-                   "layout": {"chunk": 3, "sink": 3, "window": 12}, "steps": schedule.timesteps.tolist(),
+                   "layout": {"chunk": 3, "sink": 3, "local_attn": 15}, "steps": schedule.timesteps.tolist(),
                    "chunks": args.chunks},
         "cached": {
             "chunk_latency_s": lat_cached,
@@ -193,7 +193,7 @@ def main() -> None:
         result["fork"] = {
             "bench_layout": fork_memory(model, layout, schedule, text, 10),
             "long_window_layout": fork_memory(
-                model, CacheLayout(chunk_frames=3, sink_frames=3, window_frames=48), schedule, text, 20
+                model, CacheLayout(chunk_frames=3, sink_frames=3, local_attn_frames=51), schedule, text, 20
             ),
         }
     out = Path(args.out)

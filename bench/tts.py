@@ -35,6 +35,7 @@ from streamvid.core.causal_wan import CausalWanModel
 from streamvid.core.kv_cache import CacheLayout
 from streamvid.core.sampler import GaussianNoise, StreamingSampler, candidate_batch
 from streamvid.core.sampler_config import SamplerConfig
+from streamvid.tts.timing import candidate_throughput
 
 
 def unique_bytes(caches) -> int:
@@ -95,36 +96,6 @@ def memory(history: int, candidates: int) -> dict:
             "batched_over_one": round(batched / one, 3), "target_forked_over_one": 1.5,
             "batched_history_read_bytes_per_layer": batch.cache.history_read_bytes(),
             "two_beam_batch_history_read_bytes_per_layer": two.cache.history_read_bytes()}
-
-
-@torch.no_grad()
-def candidate_throughput(session, candidates: int, repeats: int) -> dict:
-    """Candidates per second of one chunk's denoising, batched against sequential forks (best of ``repeats``)."""
-    session.open_chunk()
-    seeds = list(range(candidates))
-
-    def sequential() -> None:
-        for s in seeds:
-            fork = session.fork(seed=s)
-            fork.denoise_from(fork.initial_noise())
-
-    def batched() -> None:
-        batch = candidate_batch([session], [seeds])
-        batch.denoise_from(batch.initial_noise())
-
-    times = {}
-    for name, fn in (("sequential", sequential), ("batched", batched)):
-        fn()  # warm
-        best = float("inf")
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            best = min(best, time.perf_counter() - t0)
-        times[name] = best
-    session.discard()
-    return {"candidates": candidates, "sequential_cand_per_s": round(candidates / times["sequential"], 2),
-            "batched_cand_per_s": round(candidates / times["batched"], 2),
-            "batched_over_sequential": round(times["sequential"] / times["batched"], 3)}
 
 
 def throughput(history: int, candidates: int, repeats: int, config: str, prompt: str) -> dict:

@@ -196,9 +196,11 @@ def test_paper_row_has_the_a8_settings(path: Path) -> None:
     assert (cfg.num_training_frames, cfg.video_size, cfg.chunk_frames) == (21, (480, 832), 3)
     assert list(cfg.sampler.denoising_steps) == [1000, 750, 500, 250] and cfg.sampler.warp
     cache = cfg.sampler.cache
-    assert (cache.sink_frames, cache.window_frames, cache.eviction, cache.ema_alpha) == (
+    # Reward Forcing's local_attn_size=9, sink_size=3: the 9 attended frames include the sink (methods.md A.1)
+    assert (cache.sink_frames, cache.local_attn_frames, cache.rolling_frames, cache.eviction, cache.ema_alpha) == (
         3,
         9,
+        6,
         "ema_sink",
         0.999,
     )

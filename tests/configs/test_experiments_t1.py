@@ -23,7 +23,9 @@ def test_row_composes_and_builds_on_meta(row: Path):
         model = CausalWanModel(**cfg.generator.model.to_diffusers_kwargs())
     assert 1.3e9 < sum(p.numel() for p in model.parameters()) < 1.5e9
     cache = cfg.generator.sampler.cache
-    assert (cache.chunk_frames, cache.sink_frames, cache.window_frames, cache.max_sink_frames) == (3, 3, 9, 15)
+    # local_attn_size 12 = sink 3 + 9 rolling, max_sink_size 15 (methods.md B.7)
+    assert (cache.chunk_frames, cache.sink_frames, cache.local_attn_frames, cache.max_sink_frames) == (3, 3, 12, 15)
+    assert cache.rolling_frames == 9 and cache.history_capacity == 24  # (12 + 15 - 3) frames, B.5
     s = cfg.search
     assert (s.children, s.top_k, s.window, s.tau_short, s.tau_long, s.rho, s.alpha_max, s.seed) == (
         2, 2, 10, 0.0, 0.2, -0.1, 0.4, 42)

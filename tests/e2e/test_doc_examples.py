@@ -2,7 +2,7 @@
 
 Examples are the lines of ```bash blocks (continuation lines joined) and the lines under "examples" in `--help`
 that start a console script, `torchrun` of one, or `make generate` / `make eval`. The fast test checks that every
-example's options and config keys exist (an unknown key such as `sampler.cache.window_frames` fails it in
+example's options and config keys exist (an unknown key such as `sampler.cache.window_size` fails it in
 seconds); the slow test runs each source's examples in order (later ones use earlier outputs, such as `--compare`
 of the two runs made just above) from a scratch copy of the repository root: symbolic links to everything but
 `outputs/`, so outputs land in a fresh folder and every documented relative path means what it says. `make X`

@@ -24,11 +24,11 @@ def test_streaming_equals_block_causal_on_cuda(tiny_wan_kwargs):
     x = torch.randn(2, 4, 8, 8, 8, device="cuda")
     text = torch.randn(2, 5, 16, device="cuda")
     t = torch.rand(2, 8, device="cuda") * 1000
-    layout = CacheLayout(2, sink_frames=2, window_frames=4)
+    layout = CacheLayout(2, sink_frames=2, local_attn_frames=6)
     from streamvid.core.kv_cache import KVCache
 
     with torch.no_grad():
-        ref = model(x, t, text, block_causal=BlockCausal(2, 2, 4)).sample
+        ref = model(x, t, text, block_causal=BlockCausal(2, 2, 6)).sample
         cache, ctx, outs = KVCache.for_model(model, layout), model.encode_text(text), []
         for s in range(0, 8, 2):
             cache.append(s, 2)
@@ -40,7 +40,7 @@ def test_streaming_equals_block_causal_on_cuda(tiny_wan_kwargs):
 def test_bf16_stream_close_to_fp32(tiny_wan_kwargs):
     model = _model(tiny_wan_kwargs)
     text = torch.randn(1, 5, 16, device="cuda")
-    schedule, layout = FewStepSchedule.from_steps(), CacheLayout(2, sink_frames=2, window_frames=4)
+    schedule, layout = FewStepSchedule.from_steps(), CacheLayout(2, sink_frames=2, local_attn_frames=6)
     with torch.no_grad():
         ref = StreamingSampler(model, schedule, layout).generate(text, (4, 8, 8), 8, noise=GaussianNoise(0))
         cast_keeping_fp32_modules(model, torch.bfloat16)

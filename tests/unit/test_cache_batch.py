@@ -22,7 +22,7 @@ def _sampler(context_noise: float = 0.0, window: int | None = None, sink: int = 
     model = CausalWanModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8, in_channels=4,
                            out_channels=4, text_dim=8, freq_dim=16, ffn_dim=32, num_layers=2).eval()
     cfg = SamplerConfig(context_noise=context_noise,
-                        cache=CacheLayout(chunk_frames=2, sink_frames=sink, window_frames=window,
+                        cache=CacheLayout(chunk_frames=2, sink_frames=sink, local_attn_frames=None if window is None else sink + window,
                                           max_sink_frames=max_sink))
     return StreamingSampler.from_config(model, cfg)
 

@@ -94,8 +94,8 @@ def _stream(model, x, t, text, layout, router=None):
     "layout, mask",
     [
         (CacheLayout(chunk_frames=2), BlockCausal(2)),
-        (CacheLayout(chunk_frames=2, window_frames=4), BlockCausal(2, window_frames=4)),
-        (CacheLayout(chunk_frames=2, sink_frames=2, window_frames=4), BlockCausal(2, 2, 4)),
+        (CacheLayout(chunk_frames=2, local_attn_frames=4), BlockCausal(2, local_attn_frames=4)),
+        (CacheLayout(chunk_frames=2, sink_frames=2, local_attn_frames=6), BlockCausal(2, 2, 6)),
     ],
 )
 def test_streaming_equals_block_causal(tiny_causal_wan, layout, mask):
@@ -172,9 +172,9 @@ def test_options_reach_the_output_and_stream_like_block_causal(tiny_wan_kwargs):
     x, text = _inputs(frames, seed=2)
     t = torch.rand(B, frames) * 1000
     with torch.no_grad():
-        mask = BlockCausal(2, window_frames=6)
+        mask = BlockCausal(2, local_attn_frames=6)
         ref = model(x, t, text, block_causal=mask).sample
-        out, _ = _stream(model, x, t, text, CacheLayout(chunk_frames=2, window_frames=6))
+        out, _ = _stream(model, x, t, text, CacheLayout(chunk_frames=2, local_attn_frames=6))
         model.text_adaln_proj.weight.zero_()
         without_film = model(x, t, text, block_causal=mask).sample
     assert (out - ref).abs().max() <= 1e-5  # learned frame positions follow the cache's positions
@@ -187,3 +187,33 @@ def test_learned_frame_positions_saturate_past_the_table(tiny_wan_kwargs):
     assert torch.equal(table[4], table[3]) and torch.equal(table[5], table[3])
     with pytest.raises(ValueError, match="cover 4x4 tokens"):
         model._learned_positions(torch.arange(2), 5, 4)
+
+
+def test_gradient_checkpointing_streams_with_the_same_gradient(tiny_wan_kwargs):
+    """A checkpointed block re-runs in backward after the stream moved on (chunk committed, next chunk opened,
+    a chunk evicted): the gradient equals the one without checkpointing (paper rows train with it, A.8)."""
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = CausalWanModel(**tiny_wan_kwargs).train()
+        if checkpointing:
+            model.enable_gradient_checkpointing()
+        x, text = _inputs(frames=8, seed=5)
+        t = torch.full((B, 8), 500.0)
+        cache = KVCache.for_model(model, CacheLayout(chunk_frames=2, sink_frames=2, local_attn_frames=6))
+        ctx = model.encode_text(text)
+        with torch.no_grad():
+            for start in (0, 2):
+                cache.append(start, 2)
+                model(x[:, :, start : start + 2], t[:, start : start + 2], text_context=ctx, kv_cache=cache)
+                cache.commit()
+        cache.append(4, 2)  # history: frames 0-3
+        out = model(x[:, :, 4:6], t[:, 4:6], text_context=ctx, kv_cache=cache).sample
+        cache.commit()
+        with torch.no_grad():
+            cache.append(6, 2)  # the stream moves on before the backward: frames 2-3 leave, history 0, 1, 4, 5
+            model(x[:, :, 6:8], t[:, 6:8], text_context=ctx, kv_cache=cache)
+        out.square().mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert grads[0].abs().max() > 0
+    assert torch.allclose(grads[0], grads[1], atol=1e-6, rtol=1e-5)

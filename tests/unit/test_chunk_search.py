@@ -53,7 +53,7 @@ def _sampler(window: int | None = None, sink: int = 0, max_sink: int | None = No
     torch.manual_seed(0)
     model = CausalWanModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=16, in_channels=12,
                            out_channels=12, text_dim=8, freq_dim=16, ffn_dim=32, num_layers=2).eval()
-    cache = CacheLayout(chunk_frames=3, sink_frames=sink, window_frames=window, max_sink_frames=max_sink)
+    cache = CacheLayout(chunk_frames=3, sink_frames=sink, local_attn_frames=None if window is None else sink + window, max_sink_frames=max_sink)
     return StreamingSampler.from_config(model, SamplerConfig(cache=cache))
 
 

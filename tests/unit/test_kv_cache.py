@@ -59,7 +59,7 @@ def test_overwrite_keeps_last_pass():
 
 
 def test_window_bounds_history_and_positions():
-    cache = _cache(chunk_frames=2, sink_frames=2, window_frames=6)
+    cache = _cache(chunk_frames=2, sink_frames=2, local_attn_frames=8)
     for start in range(0, 20, 2):
         cache.append(start, 2)
         # invariant: once open, history outside the sink leaves room for the chunk within the window
@@ -75,7 +75,7 @@ def test_window_bounds_history_and_positions():
 
 
 def test_relative_positions_are_rebased():
-    cache = _cache(chunk_frames=2, sink_frames=2, window_frames=4, rope_positions="relative")
+    cache = _cache(chunk_frames=2, sink_frames=2, local_attn_frames=6, rope_positions="relative")
     for start in range(0, 12, 2):
         _push(cache, start, 2)
     cache.append(12, 2)
@@ -84,7 +84,7 @@ def test_relative_positions_are_rebased():
 
 
 def test_ema_sink_merges_into_sink():
-    cache = _cache(chunk_frames=2, sink_frames=2, window_frames=4, eviction="ema_sink", ema_alpha=0.75)
+    cache = _cache(chunk_frames=2, sink_frames=2, local_attn_frames=6, eviction="ema_sink", ema_alpha=0.75)
     for start in range(0, 6, 2):  # frames 0-1 sink (K=0), window 2-3 (K=2), 4-5
         _push(cache, start, 2)
     cache.append(6, 2)  # the window (4 frames incl. this chunk) evicts chunk 2-3 into the sink
@@ -102,7 +102,7 @@ def test_append_sink_router_and_fallback():
         routed.append(chunk.start_frame)
         return EvictionPolicy.APPEND_SINK if chunk.start_frame in (2, 6, 8) else EvictionPolicy.DROP
 
-    layout = CacheLayout(chunk_frames=2, sink_frames=2, window_frames=4, max_sink_frames=6, eviction="drop")
+    layout = CacheLayout(chunk_frames=2, sink_frames=2, local_attn_frames=6, max_sink_frames=6, eviction="drop")
     cache = KVCache(layout, LAYERS, HEADS, DIM, router=router)
     for start in range(0, 16, 2):
         _push(cache, start, 2)
@@ -118,7 +118,7 @@ def test_append_sink_router_and_fallback():
 
 
 def test_fork_shares_history_copy_on_write():
-    parent = _cache(chunk_frames=2, window_frames=8)
+    parent = _cache(chunk_frames=2, local_attn_frames=8)
     for start in range(0, 6, 2):
         _push(parent, start, 2)
     children = [parent.fork() for _ in range(4)]
@@ -149,7 +149,7 @@ def test_fork_shares_history_copy_on_write():
 
 
 def test_recache_rewrites_slots_in_order():
-    cache = _cache(chunk_frames=2, sink_frames=2, window_frames=4)
+    cache = _cache(chunk_frames=2, sink_frames=2, local_attn_frames=6)
     for start in range(0, 10, 2):
         _push(cache, start, 2)
     seen = []
@@ -176,8 +176,10 @@ def test_unbounded_history_grows():
 
 
 def test_layout_validation():
-    with pytest.raises(ValueError, match="window_frames"):
-        CacheLayout(chunk_frames=3, window_frames=2)
+    with pytest.raises(ValueError, match="local_attn_frames"):
+        CacheLayout(chunk_frames=3, local_attn_frames=2)
+    with pytest.raises(ValueError, match="counts the sink and the current chunk"):
+        CacheLayout(chunk_frames=3, sink_frames=3, local_attn_frames=5)
     with pytest.raises(ValueError, match="rope_positions"):
         CacheLayout(chunk_frames=3, rope_positions="sideways")
     with pytest.raises(ValueError):
@@ -186,7 +188,7 @@ def test_layout_validation():
 
 def test_search_pattern_append_then_fork_costs_history_plus_k_chunks():
     """Open the chunk on the parent (evicting once), fork K candidates: no history copy for drop eviction."""
-    parent = _cache(chunk_frames=2, sink_frames=2, window_frames=4)
+    parent = _cache(chunk_frames=2, sink_frames=2, local_attn_frames=6)
     for start in range(0, 10, 2):
         _push(parent, start, 2)
     parent.append(10, 2)  # evicts frames 6-7

@@ -16,7 +16,7 @@ CONFIG = "configs/train/shapes_r1.yaml"
 CACHE = "sampler.cache"
 
 
-def _tiny_sampler(window_frames: int | None = 6, sink_frames: int = 3):
+def _tiny_sampler(local_attn_frames: int | None = 9, sink_frames: int = 3):
     from dataclasses import replace
 
     from streamvid.core.causal_wan import CausalWanModel
@@ -26,7 +26,7 @@ def _tiny_sampler(window_frames: int | None = 6, sink_frames: int = 3):
     model = CausalWanModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=16, in_channels=4,
                            out_channels=4, text_dim=8, freq_dim=16, ffn_dim=32, num_layers=2)
     cfg = SamplerConfig()
-    cfg = replace(cfg, cache=replace(cfg.cache, sink_frames=sink_frames, window_frames=window_frames,
+    cfg = replace(cfg, cache=replace(cfg.cache, sink_frames=sink_frames, local_attn_frames=local_attn_frames,
                                      rope_positions="relative"))
     return StreamingSampler.from_config(model, cfg), model
 
@@ -73,7 +73,7 @@ def test_long_rollout_rejects_bad_window_and_switch():
         self_forcing_rollout(sampler, text, (4, 4, 4), 6, 0, GaussianNoise(0), switch_text=text)
 
 
-LONG = ["long_tuning.rollout_frames=48", f"{CACHE}.sink_frames=3", f"{CACHE}.window_frames=9",
+LONG = ["long_tuning.rollout_frames=48", f"{CACHE}.sink_frames=3", f"{CACHE}.local_attn_frames=12",
         f"{CACHE}.rope_positions=relative"]
 
 
@@ -83,7 +83,7 @@ def test_config_window_starts_and_refusals():
     assert load_config(CONFIG, [], schema=DMDStageConfig).window_starts == [0]
     bad = {
         "must exceed": ["long_tuning.rollout_frames=12"],
-        "multiple": ["long_tuning.rollout_frames=20", f"{CACHE}.window_frames=9"],
+        "multiple": ["long_tuning.rollout_frames=20", f"{CACHE}.local_attn_frames=12"],
         "bounded attention window": ["long_tuning.rollout_frames=24"],
         "switch_probability": ["long_tuning.switch_probability=0.5"],
         r"\[0, 1\]": [*LONG, "long_tuning.switch_probability=1.5"],

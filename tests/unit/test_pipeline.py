@@ -131,8 +131,8 @@ def test_save_and_load_round_trip_with_a_learned_text_encoder(tmp_path):
     again = StreamVidPipeline.from_pretrained(tmp_path / "pipe")
     a = pipe(PROMPT, 6, seed=2, output_type="pt").frames
     assert torch.equal(a, again(PROMPT, 6, seed=2, output_type="pt").frames)
-    windowed = StreamVidPipeline.from_pretrained(tmp_path / "pipe", overrides=["sampler.cache.window_frames=6"])
-    assert windowed.sampler.layout.window_frames == 6
+    windowed = StreamVidPipeline.from_pretrained(tmp_path / "pipe", overrides=["sampler.cache.local_attn_frames=6"])
+    assert windowed.sampler.layout.local_attn_frames == 6
 
 
 def test_torch_dtype_as_diffusers_takes_it():

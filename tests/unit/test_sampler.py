@@ -74,7 +74,7 @@ def test_stream_without_rope_offset_departs_from_reference(tiny_causal_wan, monk
 def test_batch_elements_are_independent(tiny_causal_wan):
     """Sample i of a batch equals the same stream run alone with the same noise."""
     text = torch.randn(2, 5, 16)
-    sampler = StreamingSampler(tiny_causal_wan, FewStepSchedule.from_steps(), CacheLayout(2, window_frames=4))
+    sampler = StreamingSampler(tiny_causal_wan, FewStepSchedule.from_steps(), CacheLayout(2, local_attn_frames=4))
 
     class Recorded:
         def __init__(self):
@@ -117,7 +117,7 @@ def test_prompt_switch_recache_equals_fresh_encoding(tiny_causal_wan):
     frames under the new prompt from scratch; without re-cache they keep the old prompt's K/V."""
     torch.manual_seed(0)
     old, new = torch.randn(1, 5, 16), torch.randn(1, 5, 16)
-    layout = CacheLayout(2, sink_frames=2, window_frames=4)
+    layout = CacheLayout(2, sink_frames=2, local_attn_frames=6)
     sampler = StreamingSampler(tiny_causal_wan, FewStepSchedule.from_steps((1000, 500)), layout)
     session = sampler.session(old, LATENT, noise=GaussianNoise(0))
     for _ in range(4):
@@ -127,7 +127,7 @@ def test_prompt_switch_recache_equals_fresh_encoding(tiny_causal_wan):
     clean = {f: session._clean[f] for f in frames}
     session.switch_prompt(new)
 
-    fresh = KVCache.for_model(tiny_causal_wan, CacheLayout(2, sink_frames=2, window_frames=None))
+    fresh = KVCache.for_model(tiny_causal_wan, CacheLayout(2, sink_frames=2, local_attn_frames=None))
     ctx = tiny_causal_wan.encode_text(new)
     with torch.no_grad():
         for group in ([0, 1], [4, 5], [6, 7]):
@@ -147,7 +147,7 @@ def test_prompt_switch_recache_equals_fresh_encoding(tiny_causal_wan):
 
 def test_stream_past_rope_table_with_window(tiny_causal_wan):
     """A windowed stream runs past the 1024-row RoPE table with bounded cache memory."""
-    layout = CacheLayout(4, sink_frames=4, window_frames=8)
+    layout = CacheLayout(4, sink_frames=4, local_attn_frames=12)
     sampler = StreamingSampler(tiny_causal_wan, FewStepSchedule.from_steps((1000,)), layout)
     session = sampler.session(torch.randn(1, 5, 16), (4, 2, 2), noise=GaussianNoise(0))
     sizes = set()
@@ -173,9 +173,9 @@ def test_sampler_config_is_declared_once(tmp_path, tiny_causal_wan):
     assert own_fields == {"denoising_steps", "shift", "warp", "cache"}
     assert not {f.name for f in dataclasses.fields(CacheLayout)} & (settings_fields | own_fields)
 
-    (tmp_path / "s.yaml").write_text("context_noise: 50.0\ncache:\n  chunk_frames: 2\n  window_frames: 4\n")
+    (tmp_path / "s.yaml").write_text("context_noise: 50.0\ncache:\n  chunk_frames: 2\n  local_attn_frames: 4\n")
     cfg = load_config(tmp_path / "s.yaml", ["cache.eviction=ema_sink"], schema=SamplerConfig)
-    assert cfg.cache == CacheLayout(2, window_frames=4, eviction="ema_sink")
+    assert cfg.cache == CacheLayout(2, local_attn_frames=4, eviction="ema_sink")
     assert load_config(save_resolved_config(cfg, tmp_path / "out"), schema=SamplerConfig) == cfg
     sampler = StreamingSampler.from_config(tiny_causal_wan, cfg)
     assert sampler.layout is cfg.cache and sampler.settings is cfg and sampler.settings.context_noise == 50.0

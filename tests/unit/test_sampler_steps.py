@@ -15,7 +15,7 @@ from streamvid.core.sampler import GaussianNoise, SamplerSettings, StreamingSamp
 from streamvid.core.schedule import FewStepSchedule, add_noise, flow_to_x0
 
 LATENT = (4, 4, 4)  # C, h, w
-LAYOUT = CacheLayout(2, sink_frames=2, window_frames=4)
+LAYOUT = CacheLayout(2, sink_frames=2, local_attn_frames=6)
 
 
 def _old_next_chunks(model, text, schedule, layout, settings, num_chunks, seed, batch=1):

@@ -67,7 +67,7 @@ def test_the_tree_figure_traces_the_chosen_video_and_its_memory_routes(reward):
     """With the `streamvid-infer-t1` cache (sink 3, window 6 frames) chunks leave the window and take routes; the
     traced path's fused scores are the chosen beam's own; one edge per candidate after chunk 0, the path's thick."""
     windowed = StreamVidPipeline.from_pretrained(REPO / "assets/shapes/stream_r1_student", overrides=[
-        "sampler.cache.sink_frames=3", "sampler.cache.window_frames=6", "sampler.cache.max_sink_frames=6"])
+        "sampler.cache.sink_frames=3", "sampler.cache.local_attn_frames=9", "sampler.cache.max_sink_frames=6"])
     result = windowed(PROMPT, 12, search=SearchStrategy(reward, config=SearchConfig(seed=11))).search
     path = chosen_path(result)
     assert len(path) == len(result.tree) == 4

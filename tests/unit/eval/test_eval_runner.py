@@ -178,7 +178,8 @@ def _shard_worker(rank: int, world: int, port: int, cfg: EvalConfig) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        run_eval(cfg, generator=FakeGenerator())
+        result = run_eval(cfg, generator=FakeGenerator())
+        (Path(cfg.output_dir).parent / f"counts.rank{rank}.json").write_text(json.dumps(result.counts))
     finally:
         torch.distributed.destroy_process_group()
 
@@ -202,6 +203,14 @@ def test_two_sharded_processes_give_the_one_process_table(tmp_path):
             pytest.fail("sharded run did not finish within 120 s")
     one, two = read_scores(tmp_path / "one" / "run"), read_scores(tmp_path / "two" / "run")
     pd.testing.assert_frame_equal(one.drop(columns="seconds"), two.drop(columns="seconds"))
+    # rank 0 reports the whole run (issue 21: it counted its own videos only)
+    counts = json.loads((tmp_path / "two" / "counts.rank0.json").read_text())
+    assert counts["planned"] == counts["generated"] == counts["scored"] == len(one) and counts["skipped"] == 0
+    # resumed by one process (another world size): every video is found in the rank shards, nothing is redone
+    again = run_eval(make_cfg(tmp_path / "two"), generator=FakeGenerator())
+    assert again.counts["skipped"] == len(one) and again.counts["generated"] == again.counts["scored"] == 0
+    pd.testing.assert_frame_equal(read_scores(tmp_path / "two" / "run").drop(columns="seconds"),
+                                  one.drop(columns="seconds"))
     for rank, prompts in ((0, {0, 2}), (1, {1})):
         shard = (tmp_path / "two" / "run" / f"scores.rank{rank}.jsonl").read_text().splitlines()
         assert {json.loads(line)["prompt_index"] for line in shard} == prompts

@@ -45,29 +45,38 @@ from streamvid.core.rope import apply_rotary, rotary_tables
 class BlockCausal:
     """Block-causal attention over chunks of `chunk_frames` latent frames (the training path).
 
-    A query frame in chunk c attends to key frames in chunks <= c; with `window_frames` only to the sink
-    (frames < `sink_frames`) and the last `window_frames` frames up to the end of chunk c, which is exactly
-    what a streaming `KVCache` with the same layout and the `drop` policy holds.
+    A query frame in chunk c attends to key frames in chunks <= c; with `local_attn_frames` (the reference's
+    `local_attn_size`, sink included) only to the sink (frames < `sink_frames`) and the last
+    `local_attn_frames - sink_frames` frames up to the end of chunk c, which is exactly what a streaming
+    `KVCache` with the same layout and the `drop` policy holds.
     """
 
     chunk_frames: int
     sink_frames: int = 0
-    window_frames: int | None = None
+    local_attn_frames: int | None = None
+
+    @property
+    def rolling_frames(self) -> int | None:
+        """`local_attn_frames - sink_frames`: the recent frames attended besides the sink; None = all."""
+        return None if self.local_attn_frames is None else self.local_attn_frames - self.sink_frames
 
     def frame_mask(self, num_frames: int, device: torch.device | None = None) -> torch.Tensor:
         """`[F, F]` bool, True where query frame i may attend to key frame j."""
         n = self.chunk_frames
         if num_frames % n:
             raise ValueError(f"{num_frames} frames is not a multiple of chunk_frames={n}")
-        for name in ("sink_frames", "window_frames"):
+        for name in ("sink_frames", "local_attn_frames"):
             value = getattr(self, name)
             if value is not None and value % n:
                 raise ValueError(f"BlockCausal.{name}={value} must be a multiple of chunk_frames={n}")
+        if self.rolling_frames is not None and self.rolling_frames < n:
+            raise ValueError(f"BlockCausal.local_attn_frames={self.local_attn_frames} must be >= sink_frames + "
+                             f"chunk_frames ({self.sink_frames} + {n})")
         frame = torch.arange(num_frames, device=device)
         chunk_end = (frame // n + 1) * n  # exclusive end of each query frame's chunk
         allowed = frame[None, :] < chunk_end[:, None]
-        if self.window_frames is not None:
-            in_window = frame[None, :] >= (chunk_end[:, None] - self.window_frames)
+        if self.rolling_frames is not None:
+            in_window = frame[None, :] >= (chunk_end[:, None] - self.rolling_frames)
             allowed &= in_window | (frame[None, :] < self.sink_frames)
         return allowed
 
@@ -75,6 +84,33 @@ class BlockCausal:
         """`[F*T, F*T]` bool mask for frame-major tokens."""
         m = self.frame_mask(num_frames, device)
         return m.repeat_interleave(tokens_per_frame, 0).repeat_interleave(tokens_per_frame, 1)
+
+
+class _ReplayCache:
+    """The streaming cache as a gradient-checkpointed block sees it.
+
+    Under gradient checkpointing a block runs again in the backward pass, when the stream has already committed
+    its chunk and moved on (the cache may have evicted or opened another chunk); LongLive defers its cache
+    updates for the same reason (streaming-anchors.md, LongLive (5)). The first run writes through and keeps
+    each layer's history read (`history` returns copies, so later cache changes do not reach them); the re-run
+    writes nothing and reads the same history, so the recomputed block equals the original one.
+    """
+
+    def __init__(self, cache: AttentionCache) -> None:
+        self.cache = cache
+        self._written: set[int] = set()
+        self._history: dict[tuple[int, bool], object] = {}
+
+    def write(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> None:
+        if layer not in self._written:  # a second write of a layer is the backward's recomputation
+            self._written.add(layer)
+            self.cache.write(layer, keys, values)
+
+    def history(self, layer: int, broadcast: bool = True):
+        key = (layer, broadcast)
+        if key not in self._history:
+            self._history[key] = self.cache.history(layer, broadcast=broadcast)
+        return self._history[key]
 
 
 @dataclass
@@ -260,9 +296,11 @@ class CausalWanModel(WanTransformer3DModel):
         if kv_cache is not None:  # key positions are frame indices, known from the open chunk before any write
             rope_k = rotary_tables(self.rope, kv_cache.key_positions(), post_h, post_w)
 
+        checkpointing = torch.is_grad_enabled() and self.gradient_checkpointing
+        cache = _ReplayCache(kv_cache) if checkpointing and kv_cache is not None else kv_cache
         for layer, block in enumerate(self.blocks):
-            args = (block, layer, x, text_context, modulation, rope_q, rope_k, mask, kv_cache, post_f)
-            if torch.is_grad_enabled() and self.gradient_checkpointing:
+            args = (block, layer, x, text_context, modulation, rope_q, rope_k, mask, cache, post_f)
+            if checkpointing:
                 x = self._gradient_checkpointing_func(self._block_forward, *args)
             else:
                 x = self._block_forward(*args)

@@ -33,6 +33,7 @@ import difflib
 import re
 import subprocess
 import typing
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -218,8 +219,14 @@ def _merge(cfg: DictConfig, data: dict, source: str, prefix: str) -> None:
     """Merge plain `data` into `cfg` key by key so that errors can name the exact key and its source."""
     structured = OmegaConf.get_type(cfg) not in (dict, None)
     known = set(cfg.keys())  # `key in cfg` is False for ??? values; `.keys()` lists them
+    # A schema may map renamed keys to a migration (`_legacy_keys`, e.g. `CacheLayout.window_frames`); they
+    # are applied after the layer's other keys, so the migration sees this layer's values.
+    legacy = getattr(OmegaConf.get_type(cfg), "_legacy_keys", {}) if structured else {}
+    renamed = {key: data[key] for key in data if key not in known and key in legacy}
     for key, value in data.items():
         full_key = f"{prefix}{key}"
+        if key in renamed:
+            continue
         if key not in known:
             if structured:
                 raise ConfigError(_unknown_key_message(cfg, full_key, prefix, source))
@@ -242,6 +249,17 @@ def _merge(cfg: DictConfig, data: dict, source: str, prefix: str) -> None:
             _merge(node, value, source, prefix=f"{full_key}.")
         else:
             _assign(cfg, key, value, full_key, source)
+    for key, value in renamed.items():
+        try:
+            new_key, new_value = legacy[key](value, cfg)
+        except (TypeError, ValueError):
+            raise ConfigError(f"wrong type for '{prefix}{key}' (old name) in {source}: got {value!r}") from None
+        if new_key in data:
+            raise ConfigError(f"both '{prefix}{key}' (old name) and '{prefix}{new_key}' in {source}; keep only "
+                              f"'{prefix}{new_key}'")
+        warnings.warn(f"'{prefix}{key}' in {source} is an old name: read as {prefix}{new_key}={new_value} "
+                      f"(see the field's docstring)", FutureWarning, stacklevel=2)
+        _assign(cfg, new_key, new_value, f"{prefix}{new_key}", source)
 
 
 def _assign(cfg: DictConfig, key: str, value: Any, full_key: str, source: str) -> None:

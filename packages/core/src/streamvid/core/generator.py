@@ -21,7 +21,7 @@ from streamvid.core.causal_wan import CausalWanModel
 from streamvid.core.checkpoints import CheckpointFormatError, CheckpointMismatchError, load_checkpoint
 from streamvid.core.codecs import PixelCodec, VideoCodec
 from streamvid.core.config import ConfigError
-from streamvid.core.dtypes import DTYPES
+from streamvid.core.dtypes import DTYPES, check_dtype
 from streamvid.core.generator_config import CodecConfig, GeneratorConfig, TextEncoderConfig
 from streamvid.core.pipeline import StreamVidPipeline
 from streamvid.core.text import LearnedTextEncoder, TextEncoder
@@ -53,7 +53,7 @@ def build_codec(cfg: CodecConfig) -> VideoCodec:
         raise ConfigError("codec.kind=wan_vae needs codec.path (a local diffusers AutoencoderKLWan directory)")
     from streamvid.core.codecs.wan_vae import WanVAECodec
 
-    return WanVAECodec.from_pretrained(cfg.path)
+    return WanVAECodec.from_pretrained(cfg.path, dtype=check_dtype("codec.dtype", cfg.dtype))
 
 
 def build_text_encoder(cfg: TextEncoderConfig, embed_dim: int, vocabulary: list[str]) -> TextEncoder:
@@ -62,7 +62,8 @@ def build_text_encoder(cfg: TextEncoderConfig, embed_dim: int, vocabulary: list[
             raise ConfigError("text_encoder.kind=umt5 needs text_encoder.path (a local UMT5 directory)")
         from streamvid.core.text.umt5 import UMT5TextEncoder
 
-        return UMT5TextEncoder.from_pretrained(cfg.path, max_length=cfg.max_length)
+        return UMT5TextEncoder.from_pretrained(cfg.path, max_length=cfg.max_length,
+                                               dtype=check_dtype("text_encoder.dtype", cfg.dtype))
     if cfg.kind == "shapes_bag":
         from streamvid.core.text.bag_of_words import BagOfWordsTextEncoder
         from streamvid.core.world import vocabulary as shapes_vocabulary

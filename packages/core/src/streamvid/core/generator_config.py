@@ -23,9 +23,13 @@ class CodecConfig:
     """Local directory of a diffusers-format Wan VAE (kind=wan_vae)."""
     patch: int = 2
     """Space-to-depth factor of the pixel codec: latent channels = 3 * patch**2."""
+    dtype: str = "float32"
+    """wan_vae: the dtype its weights are loaded straight into (safetensors -> dtype; paper rows: bfloat16, the
+    VAE is frozen). Latents and pixels keep the caller's dtype."""
 
     def __post_init__(self) -> None:
         check_choice("codec.kind", self.kind, ("pixel", "wan_vae"))
+        check_dtype("codec.dtype", self.dtype)
 
 
 @dataclass
@@ -40,9 +44,12 @@ class TextEncoderConfig:
     """Local directory with the weights; for `learned`, null builds a randomly initialised encoder (smoke runs)."""
     max_length: int = 32
     """Tokens per prompt (Wan's umT5: 512)."""
+    dtype: str = "float32"
+    """umt5: the dtype its weights are loaded straight into (paper rows: bfloat16; umT5-XXL is 22.7 GB in fp32)."""
 
     def __post_init__(self) -> None:
         check_choice("text_encoder.kind", self.kind, ("learned", "umt5", "shapes_bag"))
+        check_dtype("text_encoder.dtype", self.dtype)
 
 
 @dataclass

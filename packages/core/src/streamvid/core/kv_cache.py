@@ -20,8 +20,12 @@ State machine (one chunk at a time)::
                                             overwrite it)
     idle --recache(encode)--> idle   (prompt switch: history re-encoded in chronological order)
 
-Invariants (asserted in tests): at most `window - chunk` history frames outside the sink once a chunk is
-open, so the attended span is at most `sink + window` frames; `write` only in `open`; `commit` only after every layer was
+Window arithmetic is the reference's (Self-Forcing / LongLive / Reward Forcing `local_attn_size`, `sink_size`):
+`local_attn_frames` counts every attended frame, the sink and the current chunk included, so the rolling part
+is `local_attn_frames - sink_frames` frames (Reward Forcing 9 = 3 sink + 6 recent; LongLive 12 = 3 + 9).
+
+Invariants (asserted in tests): at most `rolling - chunk` history frames outside the sink once a chunk is
+open, so the attended span is at most `local_attn_frames` frames (plus any sink grown by `append_sink`); `write` only in `open`; `commit` only after every layer was
 written; a `fork()` shares history storage read-only and copies it only when it (or the parent) mutates it, so K
 candidates of one chunk cost `history + K * chunk`, not `K * history`.
 """
@@ -61,6 +65,12 @@ class EvictedChunk:
 EvictionRouter = Callable[[EvictedChunk], EvictionPolicy]
 
 
+def _local_attn_from_window(value: int | None, current) -> tuple[str, int | None]:
+    """Migration of the old `window_frames: w` (recent frames attended *besides* the sink) to
+    `local_attn_frames: sink_frames + w`, with the `sink_frames` composed so far (same layer included)."""
+    return "local_attn_frames", None if value is None else int(current["sink_frames"]) + int(value)
+
+
 @dataclass(frozen=True)
 class CacheLayout:
     """Geometry and policies of a `KVCache`, in latent frames.
@@ -73,9 +83,13 @@ class CacheLayout:
     """Latent frames generated per chunk (Self-Forcing chunk-wise: 3)."""
     sink_frames: int = 0
     """Leading frames pinned as attention sink (0 = no sink; LongLive / Reward Forcing: 3)."""
-    window_frames: int | None = None
-    """Recent frames attended besides the sink, current chunk included; null = all history (Self-Forcing's
-    global attention; an unbounded stream needs a window). LongLive: sink 3 + window 9 = 12 attended."""
+    local_attn_frames: int | None = None
+    """Frames attended in total, **the sink and the current chunk included** (the reference's
+    `local_attn_size`); null = all history (Self-Forcing's global attention; an unbounded stream needs a
+    window). The rolling part is `local_attn_frames - sink_frames`: Reward Forcing / Stream-R1 9 = 3 sink +
+    6 recent, LongLive and Stream-T1 12 = 3 + 9 (a sink grown by `append_sink` adds to it, methods.md B.6).
+    Replaces `window_frames` (recent frames besides the sink), which old configs still load as
+    `local_attn_frames = sink_frames + window_frames` (`_legacy_keys`)."""
     max_sink_frames: int | None = None
     """Cap on the sink when `append_sink` grows it (Stream-T1: 15); null = `sink_frames`."""
     eviction: str = EvictionPolicy.DROP.value
@@ -87,6 +101,9 @@ class CacheLayout:
     rope_positions: str = "absolute"
     """absolute (each frame at its index) | relative (re-based on the cache: sink at 0.., window right after;
     no drift of relative distances over unbounded streams)."""
+
+    _legacy_keys = {"window_frames": _local_attn_from_window}
+    """Renamed keys read by `config.load_config` (not a field): old name -> (value, node) -> (new name, value)."""
 
     def __post_init__(self) -> None:
         # An `EvictionPolicy` member is accepted and stored as its plain value, so that the layout writes back
@@ -100,8 +117,11 @@ class CacheLayout:
             raise ConfigError(f"'chunk_frames' must be >= 1, got {self.chunk_frames}")
         if self.sink_frames < 0:
             raise ConfigError(f"'sink_frames' must be >= 0, got {self.sink_frames}")
-        if self.window_frames is not None and self.window_frames < self.chunk_frames:
-            raise ConfigError(f"'window_frames' ({self.window_frames}) must be >= chunk_frames ({self.chunk_frames})")
+        if self.local_attn_frames is not None and self.local_attn_frames < self.sink_frames + self.chunk_frames:
+            raise ConfigError(
+                f"'local_attn_frames' ({self.local_attn_frames}) must be >= sink_frames + chunk_frames "
+                f"({self.sink_frames} + {self.chunk_frames}): it counts the sink and the current chunk"
+            )
         if self.max_sink_frames is not None and self.max_sink_frames < self.sink_frames:
             raise ConfigError(f"'max_sink_frames' ({self.max_sink_frames}) < sink_frames ({self.sink_frames})")
 
@@ -115,15 +135,23 @@ class CacheLayout:
         return self.sink_frames if self.max_sink_frames is None else self.max_sink_frames
 
     @property
+    def rolling_frames(self) -> int | None:
+        """Recent frames attended besides the sink, current chunk included: `local_attn_frames - sink_frames`
+        (the reference's rolling window); None = unbounded."""
+        if self.local_attn_frames is None:
+            return None
+        return self.local_attn_frames - self.sink_frames
+
+    @property
     def history_capacity(self) -> int | None:
         """Frame slots of committed history; None = unbounded.
 
         A committed chunk stays in the window until the next `append` decides its fate (the router may
-        want to keep it), so the window part needs `window_frames` slots, not `window_frames - chunk`.
+        want to keep it), so the rolling part needs `rolling_frames` slots, not `rolling_frames - chunk`.
         """
-        if self.window_frames is None:
+        if self.rolling_frames is None:
             return None
-        return self.sink_capacity + self.window_frames
+        return self.sink_capacity + self.rolling_frames
 
 
 @runtime_checkable
@@ -268,7 +296,7 @@ class KVCache:
         """Open a new chunk at `start_frame` (absolute latent frame index); evicts first if needed."""
         if self._open is not None:
             raise RuntimeError(f"KVCache.append: chunk at frame {self._open[0]} is still open (commit it first)")
-        if num_frames > self.layout.chunk_frames and self.layout.window_frames is not None:
+        if num_frames > self.layout.chunk_frames and self.layout.local_attn_frames is not None:
             raise ValueError(f"chunk of {num_frames} frames exceeds layout.chunk_frames={self.layout.chunk_frames}")
         self._evict_until_fits(num_frames)
         self._open = (start_frame, num_frames)
@@ -447,7 +475,7 @@ class KVCache:
         self._storage.values.index_copy_(2, idx, self._current[1])
 
     def _evict_until_fits(self, incoming: int) -> None:
-        window = self.layout.window_frames
+        window = self.layout.rolling_frames
         if window is None:
             return
         while self._window and len(self._window) + incoming > window:

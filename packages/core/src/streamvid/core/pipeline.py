@@ -121,7 +121,7 @@ class StreamVidPipeline(DiffusionPipeline):
             dtype: ``float32`` | ``bfloat16`` | ``float16`` (default: float32); or ``torch_dtype`` as diffusers
                 takes it (``torch.bfloat16``). Norms and the time embedding stay float32 either way.
             overrides: dot-list overrides of the generator config, as ``--set generator.<key>=...`` takes
-                them, e.g. ``["sampler.cache.window_frames=6"]``.
+                them, e.g. ``["sampler.cache.local_attn_frames=6"]``.
         Raises:
             FileNotFoundError: no such folder, or no ``model_index.json`` / transformer ``config.json`` in it.
             ConfigError: the index does not describe a `StreamVidPipeline`, or an override is wrong.
@@ -227,7 +227,7 @@ class StreamVidPipeline(DiffusionPipeline):
         Args:
             prompt: one prompt or B prompts.
             num_frames: latent frames, a multiple of the chunk size; None streams without end (needs a cache
-                window, ``sampler_config.cache.window_frames``).
+                window, ``sampler_config.cache.local_attn_frames``).
             generator: a CPU `torch.Generator` every noise draw comes from (draws are made on the CPU, so a
                 seed gives the same video on any device); or ``seed``; neither: a fresh random seed.
             prompt_switches: ``{chunk: prompt}`` or `PromptSwitch` es: from that chunk on, every row follows the
@@ -240,9 +240,9 @@ class StreamVidPipeline(DiffusionPipeline):
             raise ValueError("StreamVidPipeline.stream: give generator or seed, not both")
         if num_frames is not None:
             self._check_frames(num_frames)
-        elif self.sampler.layout.window_frames is None:
+        elif self.sampler.layout.local_attn_frames is None:
             raise ValueError("StreamVidPipeline.stream: num_frames=None streams without end and needs a cache "
-                             "window (sampler_config.cache.window_frames)")
+                             "window (sampler_config.cache.local_attn_frames)")
         if generator is not None and generator.device.type != "cpu":
             raise ValueError("StreamVidPipeline.stream: the noise is drawn on the CPU (the same video on any device); "
                              "give a CPU torch.Generator")

@@ -69,6 +69,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                        help=f"YAML file (schema: {schema.__name__} in {schema.__module__})")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="config override, repeatable (e.g. trainer.max_steps=100)")
+        if name == "r1":
+            p.add_argument("--dry-run", action="store_true",
+                           help="build every network on the meta device, print the per-rank memory plan for the "
+                                "row's world size and ZeRO stage, then check every weight path and dtype (exit 2 "
+                                "naming the first missing one); trains nothing")
         if name not in NO_RESUME:
             p.add_argument("--resume", default=None, metavar="CKPT",
                            help="checkpoint to resume from, 'auto' (default: run_dir's last.ckpt when present) "
@@ -81,11 +86,31 @@ def train(args: argparse.Namespace) -> int:
     cfg = load_config(Path(args.config), args.overrides, schema=schema)
     if getattr(args, "resume", None) is not None:
         cfg = replace(cfg, resume=args.resume)
+    if getattr(args, "dry_run", False):
+        return dry_run(cfg, args.config)
     from streamvid.distill import r1_stage, shapes_reward_stage, stages
 
     run = {"teacher": stages.run_teacher, "ode-pairs": stages.run_ode_pairs, "student": stages.run_student,
            "r1": r1_stage.run_r1, "shapes-reward": shapes_reward_stage.run_shapes_reward}
     run[args.stage](cfg)
+    return 0
+
+
+def dry_run(cfg, config: str) -> int:
+    """``r1 --dry-run``: the memory plan (stdout), then the checks of a real start (`check_r1`) and the stored
+    dtype of every weight directory; a missing path raises `ConfigError` (one line, exit 2) after the plan."""
+    from streamvid.distill.networks import stored_dtype
+    from streamvid.distill.r1_plan import format_plan, plan_r1
+    from streamvid.distill.r1_stage import check_r1
+
+    print(format_plan(*plan_r1(cfg), config), flush=True)
+    check_r1(cfg)
+    for key in ("student", "teacher", "critic"):
+        path = getattr(cfg, key)
+        if path is not None:
+            wanted = cfg.frozen_dtype if key == "teacher" else "float32"
+            print(f"  {key}: {path}: stored {stored_dtype(path)}, loaded as {wanted}")
+    print("every weight path exists")
     return 0
 
 

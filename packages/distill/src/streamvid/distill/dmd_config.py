@@ -21,6 +21,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from streamvid.core.config import ConfigError, check_choice
+from streamvid.core.dtypes import check_dtype
 from streamvid.core.generator_config import CodecConfig, TextEncoderConfig
 from streamvid.core.model_config import WanModelConfig
 from streamvid.core.rewards.configs import RewardSelection
@@ -87,6 +88,10 @@ class DMDConfig:
     """TTUR: a generator update on every ratio-th optimiser step; the critic updates on every step."""
     gradient_accumulation_steps: int = 8
     """Micro-steps per optimiser step (each: generator fwd/bwd when it updates, then critic fwd/bwd)."""
+    rollouts_per_step: int | None = None
+    """The global batch: rollouts per optimiser step over every rank (the reference's 64); when set it must equal
+    trainer.batch_size x gradient_accumulation_steps x world size (checked before anything loads), so a run on
+    another number of GPUs keeps the paper's batch or is refused with the accumulation that would."""
     ema_weight: float = 0.99
     ema_start_step: int = 25
     """Optimiser step from which the generator's EMA exists (copied then, updated after each generator step)."""
@@ -217,7 +222,7 @@ class LongTuningConfig:
     """LongLive's streaming long tuning and switch training (off by default).
 
     The student rolls out ``rollout_frames`` latent frames with its cache's sink and window (the sampler's cache
-    layout: set ``sampler.cache.window_frames``); the real and fake scores supervise one teacher-length window of
+    layout: set ``sampler.cache.local_attn_frames``); the real and fake scores supervise one teacher-length window of
     it (``num_training_frames``), whose start is drawn uniformly over the chunk boundaries in
     ``[0, rollout_frames - num_training_frames]`` (LongLive extends one rollout window by window and supervises each
     new window; drawing the window's position per step gives the same windows without carrying a cache between
@@ -248,6 +253,14 @@ class DMDStageConfig(RunConfig):
     """The real score (frozen)."""
     critic: str | None = None
     """The fake score's initial weights; null: a copy of the teacher (as DMD2 / Self-Forcing initialise it)."""
+    teacher_model: WanModelConfig | None = None
+    """The real score's sizes when it is a Wan (paper rows: model/wan2.1_t2v_14b.yaml), checked against the
+    teacher directory's config.json and used by ``--dry-run``'s memory plan when the directory is missing; null:
+    whatever the directory holds (the shapes world's conv teacher)."""
+    frozen_dtype: str = "float32"
+    """The dtype the real score is loaded straight into (diffusers ``from_pretrained(torch_dtype=...)``: built on
+    the meta device, safetensors read into the dtype; paper rows: bfloat16). A critic initialised from the teacher
+    is copied and made float32 (it trains)."""
     model: WanModelConfig = field(default_factory=WanModelConfig)
     """The student's sizes (mount model/shapes_probe.yaml): a checkpoint of another size fails before training."""
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
@@ -289,6 +302,7 @@ class DMDStageConfig(RunConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_not_implemented(self)
+        check_dtype("frozen_dtype", self.frozen_dtype)
         if self.snapshot_every < 0:
             raise ConfigError(f"snapshot_every must be >= 0, got {self.snapshot_every}")
         if self.latent_frames % self.chunk_frames:
@@ -310,6 +324,8 @@ class DMDStageConfig(RunConfig):
                 f"a world size of {world} (trainer.devices x trainer.num_nodes) needs deepspeed.enabled: true "
                 "(the multi-process path)"
             )
+        check_global_batch(self.dmd.rollouts_per_step, self.trainer.batch_size, self.dmd.gradient_accumulation_steps,
+                           world)
 
     def _check_long_tuning(self) -> None:
         lt = self.long_tuning
@@ -327,9 +343,9 @@ class DMDStageConfig(RunConfig):
                 f"long_tuning.rollout_frames={lt.rollout_frames} must exceed num_training_frames="
                 f"{self.latent_frames} and be a multiple of the sampler's chunk_frames={self.chunk_frames}"
             )
-        if self.sampler.cache.window_frames is None:
+        if self.sampler.cache.local_attn_frames is None:
             raise ConfigError(
-                "long_tuning needs a bounded attention window (sampler.cache.window_frames): the long rollout "
+                "long_tuning needs a bounded attention window (sampler.cache.local_attn_frames): the long rollout "
                 "would otherwise attend past the teacher's horizon (LongLive: frame sink + local window)"
             )
 
@@ -352,6 +368,21 @@ class DMDStageConfig(RunConfig):
     def video_size(self) -> tuple[int, int]:
         """(height, width) in pixels."""
         return (self.height or self.world.height, self.width or self.world.width)
+
+
+def check_global_batch(rollouts: int | None, batch: int, accumulation: int, world: int) -> None:
+    """`ConfigError` unless ``rollouts`` (None: unchecked) = batch x accumulation x world, naming the fix."""
+    if rollouts is None or rollouts == batch * accumulation * world:
+        return
+    per_step = batch * world
+    if rollouts % per_step:
+        raise ConfigError(
+            f"dmd.rollouts_per_step={rollouts} is not divisible by trainer.batch_size x world size = {batch} x {world} "
+            f"(trainer.devices x trainer.num_nodes): choose a world size that divides the batch")
+    raise ConfigError(
+        f"dmd.rollouts_per_step={rollouts} but trainer.batch_size x dmd.gradient_accumulation_steps x world size = "
+        f"{batch} x {accumulation} x {world} = {batch * accumulation * world}: set "
+        f"dmd.gradient_accumulation_steps={rollouts // per_step}")
 
 
 def check_not_implemented(cfg: DMDStageConfig) -> None:

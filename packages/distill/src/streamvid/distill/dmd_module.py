@@ -114,7 +114,9 @@ class DMDModule(pl.LightningModule):
         return self.ema.module if self.ema is not None else self.student
 
     def encode(self, prompts: list[str]) -> torch.Tensor:
-        return self._text[0](prompts).to(self.device)
+        """Text states ``[B, L, D]`` in float32 on the module's device (a bf16 text encoder's too, so the
+        networks see the same input dtype whatever the encoder's ``text_encoder.dtype``)."""
+        return self._text[0](prompts).to(device=self.device, dtype=torch.float32)
 
     def _score_sigma(self, batch: int, generator: torch.Generator) -> torch.Tensor:
         d = self.cfg.dmd

@@ -32,6 +32,7 @@ __all__ = [
     "export_model",
     "load_model_dir",
     "plain_copy",
+    "stored_dtype",
     "wan_sizes",
     "zero_init_wan",
 ]
@@ -130,14 +131,37 @@ def zero_init_wan(model: torch.nn.Module) -> None:
     torch.nn.init.zeros_(model.proj_out.bias)
 
 
-def load_model_dir(path: str | os.PathLike, key: str) -> torch.nn.Module:
-    """Load a diffusers directory checked by `check_model_dir` with its own class (stock Wan -> CausalWanModel)."""
+def load_model_dir(path: str | os.PathLike, key: str, dtype: torch.dtype | None = None) -> torch.nn.Module:
+    """Load a diffusers directory checked by `check_model_dir` with its own class (stock Wan -> CausalWanModel).
+
+    With ``dtype`` the weights are read straight into it: diffusers builds the model on the meta device and
+    loads the safetensors into ``dtype`` (``low_cpu_mem_usage``), so no float32 copy of a bf16 network is made.
+    The modules diffusers keeps in float32 are copied out of the memory-mapped file, which is then released (as
+    views they kept an fp32 file of the whole network resident: measured by ``bench/memory_plan.py``).
+    """
     config = check_model_dir(path, key)
     if config["_class_name"] == "ConvFlowNet":
         from streamvid.core.conv_flow import ConvFlowNet as cls
     else:
         from streamvid.core.causal_wan import CausalWanModel as cls
-    return cls.from_pretrained(str(path))
+    if dtype is None:
+        return cls.from_pretrained(str(path))
+    model = cls.from_pretrained(str(path), torch_dtype=dtype, low_cpu_mem_usage=True)
+    for tensor in (*model.parameters(), *model.buffers()):
+        if tensor.dtype != dtype:  # kept in float32 (diffusers' `_keep_in_fp32_modules`): a view of the mapped
+            tensor.data = tensor.data.clone()  # safetensors file, which would keep the whole file resident
+    return model
+
+
+def stored_dtype(path: str | os.PathLike) -> str:
+    """The dtype of the first tensor in a diffusers directory's safetensors (read from the header only)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    index = path / WEIGHT_FILES[1]
+    weights = path / (json.loads(index.read_text())["weight_map"].popitem()[1] if index.is_file() else WEIGHT_FILES[0])
+    with safe_open(str(weights), framework="pt") as f:
+        return str(f.get_slice(next(iter(f.keys()))).get_dtype())
 
 
 def export_model(model: torch.nn.Module, out_dir: str | os.PathLike) -> Path:

@@ -22,6 +22,7 @@ import torch
 
 from streamvid.core.cli.paths import write_resolved_config
 from streamvid.core.config import ConfigError
+from streamvid.core.dtypes import check_dtype
 from streamvid.distill.dmd_config import DMDStageConfig
 from streamvid.distill.networks import check_model_dir, check_same_config, wan_sizes
 from streamvid.distill.stages import (
@@ -49,6 +50,8 @@ def check_r1(cfg: DMDStageConfig) -> None:
         if path is None:
             continue
         net = check_model_dir(path, key)
+        if key == "teacher" and cfg.teacher_model is not None:
+            check_same_config(net, wan_sizes(cfg.teacher_model), path, "teacher (teacher_model)")
         if net.get("in_channels") != model.in_channels:
             raise ConfigError(f"{key}: {path} has {net.get('in_channels')} input channels, the student "
                               f"{model.in_channels}")
@@ -81,7 +84,7 @@ def build_modules(cfg: DMDStageConfig):
     from streamvid.distill.networks import load_model_dir
 
     student = load_model_dir(cfg.student, "student").float().train()
-    real = load_model_dir(cfg.teacher, "teacher").float().eval()
+    real = load_model_dir(cfg.teacher, "teacher", dtype=check_dtype("frozen_dtype", cfg.frozen_dtype)).eval()
     critic = load_model_dir(cfg.critic, "critic") if cfg.critic else copy.deepcopy(real)
     critic = critic.float().train().requires_grad_(True)
     reward = None

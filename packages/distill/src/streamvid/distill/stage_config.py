@@ -122,6 +122,9 @@ class TrainerConfig:
     log_every: int = 10
     """Steps between logged rows (CSV, TensorBoard)."""
     progress_bar: bool = True
+    tf32: bool = False
+    """Let float32 matmuls and convolutions use TF32 on Ampere+ GPUs (`torch.backends.{cuda.matmul,cudnn}
+    .allow_tf32`; paper rows: true). No effect on CPUs."""
 
     def __post_init__(self) -> None:
         check_choice("trainer.precision", self.precision, PRECISIONS)

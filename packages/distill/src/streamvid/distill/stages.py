@@ -277,6 +277,8 @@ def run_stage(cfg: C, check: Callable[[C], Any], build: Callable[[], B], fit: Ca
     import lightning.pytorch as pl
 
     torch.set_num_threads(cfg.trainer.threads)
+    torch.backends.cuda.matmul.allow_tf32 = cfg.trainer.tf32
+    torch.backends.cudnn.allow_tf32 = cfg.trainer.tf32
     pl.seed_everything(cfg.seed, verbose=False)
     return fit(build())
 

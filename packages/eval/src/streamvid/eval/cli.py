@@ -29,7 +29,7 @@ EXAMPLES = """\
 examples (run from the repository root):
   streamvid-eval --config configs/eval/shapes_student.yaml
   streamvid-eval --config configs/eval/tiny_random_smoke.yaml --set output_dir=outputs/eval/smoke
-  streamvid-eval --config configs/eval/tiny_random_smoke.yaml --set output_dir=outputs/eval/window6 --set generator.sampler.cache.window_frames=6
+  streamvid-eval --config configs/eval/tiny_random_smoke.yaml --set output_dir=outputs/eval/window6 --set generator.sampler.cache.local_attn_frames=6
   streamvid-eval --compare outputs/eval/smoke outputs/eval/window6 --out outputs/eval/smoke_vs_window6
   streamvid-eval --config configs/eval/tiny_random_smoke.yaml --set output_dir=outputs/eval/smoke --set export.enabled=true
   streamvid-eval --config configs/eval/videos_folder.yaml --set videos_dir=outputs/eval/smoke/vbench

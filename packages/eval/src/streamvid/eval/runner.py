@@ -105,7 +105,8 @@ class EvalResult:
     table: pd.DataFrame | None
     summary: pd.DataFrame | None
     counts: dict[str, int]
-    """This rank's planned / skipped / generated / scored / failed video counts."""
+    """Planned / skipped / generated / scored / failed video counts of this run, summed over every rank (the
+    rank's own on ranks other than 0)."""
     notes: list[str] = field(default_factory=list)
     """Caveats of the run (e.g. a randomly initialised generator), also written at the top of summary.md."""
 
@@ -202,7 +203,9 @@ def _run(cfg: EvalConfig, generator: Any, rank: int, world: int) -> EvalResult:
         bar.set_postfix(failed=counts["failed"])
     _barrier(world)
     if rank != 0:
+        _sum_counts(counts, world)
         return EvalResult(out, None, None, counts, notes)
+    counts = _sum_counts(counts, world)
     table, windows = records_table(read_records(out), items)
     _write_tables(out, table, windows)
     rc = cfg.report
@@ -426,6 +429,17 @@ def _dist_setup() -> tuple[int, int, bool]:
         raise ConfigError(f"WORLD_SIZE={world} but {missing} unset: launch with torchrun --nproc_per_node N")
     dist.init_process_group("gloo", rank=int(os.environ["RANK"]), world_size=world)
     return dist.get_rank(), world, True
+
+
+def _sum_counts(counts: dict[str, int], world: int) -> dict[str, int]:
+    """The counts summed over every rank (a gloo all-reduce, which is also a barrier); ``counts`` itself when
+    one process runs."""
+    if world == 1:
+        return counts
+    keys = sorted(counts)
+    total = torch.tensor([counts[k] for k in keys], dtype=torch.long)
+    torch.distributed.all_reduce(total)
+    return dict(zip(keys, total.tolist(), strict=True))
 
 
 def _barrier(world: int) -> None:

@@ -44,7 +44,7 @@ EXAMPLES = """\
 examples (run from the repository root):
   streamvid-generate --config configs/generate/shapes_student.yaml --prompt "a red circle moving left, then up" --out outputs/generate/student.mp4
   streamvid-generate --config configs/generate/tiny_random.yaml --prompt "a red circle moving left" --out outputs/generate/red.mp4
-  streamvid-generate --config configs/generate/tiny_random.yaml --prompt "a blue square moving up" --out outputs/generate/blue.gif --frames 24 --seed 3 --set generator.sampler.cache.window_frames=6
+  streamvid-generate --config configs/generate/tiny_random.yaml --prompt "a blue square moving up" --out outputs/generate/blue.gif --frames 24 --seed 3 --set generator.sampler.cache.local_attn_frames=6
   streamvid-generate --config outputs/generate/red.config.yaml --out outputs/generate/red_again.mp4
 """
 
