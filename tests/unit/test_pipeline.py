@@ -45,7 +45,7 @@ def student() -> StreamVidPipeline:
     return pipe
 
 
-@pytest.mark.parametrize("name", ["student", "dmd_student", "stream_r1_student"])
+@pytest.mark.parametrize("name", ["student", "dmd_student", "stream_r1_student", "dmd_long_student"])
 def test_shipped_students_load_in_one_line_with_their_own_architecture(name):
     folder = REPO / "assets/shapes" / name
     pipe = StreamVidPipeline.from_pretrained(folder)
