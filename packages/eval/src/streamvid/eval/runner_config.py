@@ -5,11 +5,12 @@ Kept apart from `runner.py` so configs load and validate without importing panda
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
 from streamvid.core.config import ConfigError
-from streamvid.core.generator_config import GeneratorConfig
+from streamvid.core.generator_config import GeneratorConfig, check_generator
 from streamvid.eval.export import VBENCH_FPS
 
 
@@ -113,6 +114,14 @@ class EvalConfig:
             raise ConfigError(f"'samples_per_prompt' {self.samples_per_prompt} must be >= 1 and equal len(seeds)")
         if self.fps <= 0 or not self.metrics or len(set(self.metrics)) != len(self.metrics):
             raise ConfigError(f"need fps > 0 and distinct, non-empty 'metrics'; got fps={self.fps}, {self.metrics}")
+        from streamvid.eval.metrics import list_metrics
+
+        known = list_metrics()
+        for name in self.metrics:  # the names first: a typo is reported as a typo, not as a windows mismatch
+            if name not in known:
+                hint = difflib.get_close_matches(name, known, n=1)
+                raise ConfigError(f"unknown metric {name!r} in 'metrics'" + (f" (did you mean {hint[0]!r}?)" if hint
+                                  else "") + f"; known metrics: {', '.join(known)}")
         if extra := sorted(set(self.metric_options) - set(self.metrics)):
             raise ConfigError(f"'metric_options' for {extra}, which are not in 'metrics' {self.metrics}")
         w = self.windows
@@ -128,3 +137,10 @@ class EvalConfig:
         if self.seeds is not None:
             return list(self.seeds)
         return [self.base_seed + i for i in range(self.samples_per_prompt or 1)]
+
+
+def check_runnable(cfg: EvalConfig) -> None:
+    """`load_config`'s `check` for a run: the generator's parts fit together and its device exists (see
+    `check_generator`); nothing to check when the run scores a folder of videos."""
+    if cfg.videos_dir is None:
+        check_generator(cfg.generator)

@@ -26,8 +26,8 @@ from tqdm import tqdm
 from streamvid.core.atomic import atomic_write
 from streamvid.core.cli.errors import run_cli
 from streamvid.core.cli.paths import check_output_file, write_resolved_config
-from streamvid.core.config import ConfigError, check_choice, load_config
-from streamvid.core.generator_config import GeneratorConfig
+from streamvid.core.config import ConfigError, check_at_least, check_choice, load_config
+from streamvid.core.generator_config import GeneratorConfig, check_generator
 from streamvid.core.rewards.configs import RewardSelection
 from streamvid.core.sampler import PromptSwitch
 from streamvid.tts.search import SearchConfig, TreeNode
@@ -72,8 +72,7 @@ class InferT1Config:
 
     def __post_init__(self) -> None:
         check_choice("strategy", self.strategy, STRATEGIES)
-        if self.n < 1 or self.fps < 1 or self.threads < 1:
-            raise ConfigError(f"n, fps and threads must be >= 1, got {self.n}, {self.fps}, {self.threads}")
+        check_at_least("", 1, n=self.n, fps=self.fps, threads=self.threads)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -89,7 +88,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def resolve_config(args: argparse.Namespace) -> InferT1Config:
     path = Path(args.config)
-    cfg = load_config(path, args.overrides, schema=InferT1Config)  # a missing file is a ConfigError there
+    cfg = load_config(path, args.overrides, schema=InferT1Config,  # a missing file is a ConfigError there
+                      check=lambda c: check_generator(c.generator))
     if args.prompt is not None:
         cfg = replace(cfg, prompt=args.prompt)
     if cfg.prompt is None or not cfg.prompt.strip():

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from streamvid.core.cli.errors import run_cli
 from streamvid.core.cli.paths import check_output_file, write_resolved_config
 from streamvid.core.config import ConfigError, load_config
-from streamvid.core.generator_config import GeneratorConfig
+from streamvid.core.generator_config import GeneratorConfig, check_generator
 from streamvid.core.video_io import SUPPORTED_EXTENSIONS, write_video
 
 PROG = "streamvid-generate"
@@ -101,7 +101,7 @@ def resolve_config(args: argparse.Namespace) -> GenerateConfig:
     config_path = Path(args.config)
     if not config_path.is_file():
         raise FileNotFoundError(f"config file not found: {config_path}")
-    cfg = load_config(config_path, args.overrides, schema=GenerateConfig)
+    cfg = load_config(config_path, args.overrides, schema=GenerateConfig, check=lambda c: check_generator(c.generator))
     if args.prompt is not None:
         cfg = replace(cfg, prompt=args.prompt)
     if args.frames is not None:
