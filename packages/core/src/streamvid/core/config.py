@@ -299,10 +299,10 @@ def _merge(cfg: DictConfig, data: dict, source: str, prefix: str) -> None:
                 raise ConfigError(_unknown_key_message(cfg, full_key, prefix, source))
             _assign(cfg, key, value, full_key, source)
             continue
-        node = cfg._get_node(key)
+        node = _node(cfg, key)
         if isinstance(value, dict) and isinstance(node, DictConfig):
-            if node._is_none() or node._is_missing():
-                ref_type = node._metadata.ref_type
+            if _is_unset(node):
+                ref_type = _ref_type(node)
                 if dataclasses.is_dataclass(ref_type):
                     # Set, not merge: merging builds the node from the type, read-only where a nested
                     # dataclass is frozen (e.g. `SamplerConfig`), and then cannot write its defaults.
@@ -311,7 +311,7 @@ def _merge(cfg: DictConfig, data: dict, source: str, prefix: str) -> None:
                     cfg[key] = default
                 else:
                     _assign(cfg, key, {}, full_key, source)
-                node = cfg._get_node(key)
+                node = _node(cfg, key)
                 _make_writable(node)
             _merge(node, value, source, prefix=f"{full_key}.")
         else:
@@ -325,7 +325,7 @@ def _assign(cfg: DictConfig, key: str, value: Any, full_key: str, source: str) -
     except ConfigKeyError as err:  # e.g. an unknown key inside a list of dataclasses
         raise ConfigError(f"invalid value for '{full_key}' in {source}: {_one_line(err)}") from None
     except OmegaConfBaseException:
-        key_type = cfg._metadata.key_type  # DictConfig metadata, like ref_type and element_type
+        key_type = _key_type(cfg)
         if key_type in (int, float) and not isinstance(key, key_type):  # a typed dict's key, not its value
             raise ConfigError(f"wrong key type for '{full_key}' in {source}: expected {_type_name(key_type)} "
                               f"keys, got {key!r} ({type(key).__name__})") from None
@@ -352,7 +352,7 @@ def _expected_type(cfg: DictConfig, key: str) -> str:
             return _type_name(typing.get_type_hints(schema)[key])
         except (KeyError, NameError, TypeError):
             pass
-    return _type_name(cfg._metadata.element_type)
+    return _type_name(_element_type(cfg))
 
 
 def _type_name(annotation: Any) -> str:
@@ -378,12 +378,44 @@ def _to_object(cfg: DictConfig) -> Any:
 def _make_writable(node: DictConfig | ListConfig) -> None:
     """Clear the read-only flag that OmegaConf sets for frozen dataclasses, on `node` and all children."""
     OmegaConf.set_readonly(node, False)
-    if node._is_none() or node._is_missing():
+    if _is_unset(node):
         return
     for key in node.keys() if isinstance(node, DictConfig) else range(len(node)):
-        child = node._get_node(key)
+        child = _node(node, key)
         if isinstance(child, (DictConfig, ListConfig)):
             _make_writable(child)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# OmegaConf's private API. OmegaConf has no public way to read a child node (not its value: a `???` or None
+# node has none) or a node's declared types, which the key-by-key merge and its error messages need. These five
+# accessors are the only private uses; packages/core pins the OmegaConf release they were written against and
+# tests/unit/test_omegaconf_contract.py checks each one, so an upgrade that changes them fails there first.
+
+
+def _node(cfg: DictConfig | ListConfig, key: Any) -> Any:
+    """The child node at `key` (a `DictConfig`, `ListConfig` or value node), also when its value is ??? or None."""
+    return cfg._get_node(key)
+
+
+def _is_unset(node: Any) -> bool:
+    """True for a node whose value is None or ??? (missing)."""
+    return node._is_none() or node._is_missing()
+
+
+def _ref_type(node: Any) -> Any:
+    """The type the schema declares for `node` (e.g. a dataclass for an optional nested config set to null)."""
+    return node._metadata.ref_type
+
+
+def _key_type(cfg: DictConfig) -> Any:
+    """The declared key type of a typed dict node (`dict[int, str]` -> int)."""
+    return cfg._metadata.key_type
+
+
+def _element_type(cfg: DictConfig | ListConfig) -> Any:
+    """The declared value type of a typed dict or list node (`dict[int, str]` -> str)."""
+    return cfg._metadata.element_type
 
 
 # ----------------------------------------------------------------------------------------------------------
