@@ -89,3 +89,26 @@ def test_a_bad_value_in_the_file_still_names_the_file(tmp_path):
     line = _error(("streamvid-infer-t1", "--prompt", "a red circle moving left"), "--config", cfg,
                   "--out", tmp_path / "a.mp4", "--set", "fps=4")
     assert line.endswith(f"invalid config {cfg}: n must be >= 1, got 0")
+
+
+def test_make_eval_scores_flicker_exports_the_same_frames_and_adds_no_unrequested_column(tmp_path):
+    """`make eval`'s config with export on: temporal_flickering is a number for every (moving) shapes video, no
+    clip_consistency column unless asked for, and the 16 fps VBench export decodes to the run's exact frames."""
+    import pandas as pd
+
+    from streamvid.core.video_io import read_video
+
+    out = tmp_path / "run"
+    proc = run_script("streamvid-eval", "--config", "configs/eval/shapes_smoke.yaml", "--set", f"output_dir={out}",
+                      "--set", "export.enabled=true", "--set", "seeds=[0]")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    scores = pd.read_csv(out / "scores.csv")
+    assert len(scores) == 4 and scores["temporal_flickering"].notna().all()
+    assert "clip_consistency" not in scores.columns and "sharpness.drift" in scores.columns
+    manifest = pd.read_csv(out / "vbench" / "manifest.csv")
+    for row in manifest.itertuples():
+        source = scores[(scores["prompt"] == row.prompt) & (scores["seed"] == row.seed)]["file"].item()
+        run_frames, run_fps = read_video(out / source)
+        exported, fps = read_video(out / "vbench" / row.file)
+        assert run_fps == 8 and fps == 16
+        assert torch.equal(exported, run_frames)

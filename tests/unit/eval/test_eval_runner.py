@@ -163,7 +163,7 @@ def test_config_errors(tmp_path):
 
 
 def test_windows_give_drift_columns_curves_and_a_plot(tmp_path):
-    cfg = make_cfg(tmp_path, "num_frames=12", "windows={window: 4, metrics: [sharpness]}")
+    cfg = make_cfg(tmp_path, "num_frames=12", "windows={window: 4, metrics: [sharpness], clip_consistency: true}")
     table = run_eval(cfg, generator=FakeGenerator()).table
     windows = pd.read_csv(tmp_path / "run" / "windows.csv")
     assert len(windows) == 6 * 3 and set(windows["metric"]) == {"sharpness"}

@@ -64,6 +64,9 @@ class RunConfig(OutputConfig):
     null: <output_dir>/run."""
     resume: str = "auto"
     """auto (last.ckpt of run_dir when it exists), never, or a checkpoint path (CLI: --resume)."""
+    allow_config_change: bool = False
+    """Resume although run_dir's train_config.yaml records other settings (which it then records); false: such a
+    resume is refused, naming the fields (CLI: --allow-config-change)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

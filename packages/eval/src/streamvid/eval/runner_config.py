@@ -26,6 +26,9 @@ class WindowsConfig:
     """Frames between window starts; null = the window length (no overlap)."""
     metrics: list[str] | None = None
     """Metrics computed per window (a subset of ``metrics``); null = all of them."""
+    clip_consistency: bool = False
+    """Also score clip-to-clip consistency over the windows (`streamvid.eval.drift.clip_consistency`: thumbnail
+    features of each window's first frame), a ``clip_consistency`` column."""
 
     def frames(self, fps: float) -> int:
         return self.window if self.window is not None else max(1, round(self.window_seconds * fps))
@@ -84,7 +87,8 @@ class EvalConfig:
     metrics: list[str] = field(default_factory=lambda: ["sharpness"])
     """Registered metric names (``streamvid.eval.metrics.list_metrics()``)."""
     metric_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Keyword options per metric name, passed to ``metrics.build(name, **options)``."""
+    """Keyword options per metric name, passed to ``metrics.build(name, **options)``; options of a metric not in
+    ``metrics`` are unused."""
     windows: WindowsConfig | None = None
     """Per-window curves and drift for long videos; null = off."""
     output_dir: str = "outputs/eval/run"
@@ -122,8 +126,11 @@ class EvalConfig:
                 hint = difflib.get_close_matches(name, known, n=1)
                 raise ConfigError(f"unknown metric {name!r} in 'metrics'" + (f" (did you mean {hint[0]!r}?)" if hint
                                   else "") + f"; known metrics: {', '.join(known)}")
-        if extra := sorted(set(self.metric_options) - set(self.metrics)):
-            raise ConfigError(f"'metric_options' for {extra}, which are not in 'metrics' {self.metrics}")
+        # options of a registered metric the run does not compute are unused (a config keeps its options when
+        # --set metrics=[...] picks fewer); options for a name that is no metric are a typo
+        if extra := sorted(set(self.metric_options) - set(known)):
+            raise ConfigError(f"'metric_options' for {extra}, which are not registered metrics; known metrics: "
+                              f"{', '.join(known)}")
         w = self.windows
         if w is not None and (w.window is None) == (w.window_seconds is None):
             raise ConfigError("'windows' needs exactly one of window (frames) and window_seconds")
