@@ -3,12 +3,17 @@ naming what is wrong and where it came from (the file or `--set`), exit code 2, 
 
 from __future__ import annotations
 
+import json
+import os
+import stat
+import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.console_scripts import error_line, run_script
+from streamvid.core.video_io import read_video
+from tests.console_scripts import ENV, error_line, run_script, script
 
 REPO = Path(__file__).resolve().parents[2]
 PNG = REPO / "docs" / "img" / "dmd_curve.png"
@@ -96,8 +101,6 @@ def test_make_eval_scores_flicker_exports_the_same_frames_and_adds_no_unrequeste
     clip_consistency column unless asked for, and the 16 fps VBench export decodes to the run's exact frames."""
     import pandas as pd
 
-    from streamvid.core.video_io import read_video
-
     out = tmp_path / "run"
     proc = run_script("streamvid-eval", "--config", "configs/eval/shapes_smoke.yaml", "--set", f"output_dir={out}",
                       "--set", "export.enabled=true", "--set", "seeds=[0]")
@@ -112,3 +115,44 @@ def test_make_eval_scores_flicker_exports_the_same_frames_and_adds_no_unrequeste
         exported, fps = read_video(out / "vbench" / row.file)
         assert run_fps == 8 and fps == 16
         assert torch.equal(exported, run_frames)
+
+
+def _run_with_umask(umask: int, *cmd) -> subprocess.CompletedProcess:
+    return subprocess.run([str(script(cmd[0])), *map(str, cmd[1:])], capture_output=True, text=True, timeout=300,
+                          env=ENV, preexec_fn=lambda: os.umask(umask))
+
+
+def test_infer_t1_takes_a_gif_and_frames_says_it_replaces_and_keeps_the_umask(tmp_path):
+    """`--out x.gif` as streamvid-generate takes it, `--frames` as generate has it; a rerun says in one line that it
+    replaces the files; every file gets the umask's mode (0664 under umask 002), none 0600."""
+    out = tmp_path / "blue.gif"
+    cmd = ("streamvid-infer-t1", "--config", "configs/infer/shapes_t1.yaml", "--prompt", "a blue square moving down",
+           "--out", out, "--frames", "6", "--set", "strategy=best_of_n", "--set", "n=2")
+    first = _run_with_umask(0o002, *cmd)
+    assert first.returncode == 0, first.stderr[-2000:]
+    names = ["blue.gif", "blue.mp4", "blue.scores.json", "blue.tree.json", "blue.tree.png", "blue.ledger.json",
+             "blue.config.yaml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
+    assert {oct(stat.S_IMODE((tmp_path / n).stat().st_mode)) for n in names} == {oct(0o664)}
+    gif, _ = read_video(out)
+    mp4, _ = read_video(tmp_path / "blue.mp4")
+    assert gif.shape == mp4.shape == (6, 3, 32, 32)
+    assert json.loads((tmp_path / "blue.scores.json").read_text())["strategy"] == "best_of_n"
+    assert "num_frames: 6" in (tmp_path / "blue.config.yaml").read_text().splitlines()
+    assert "note: replacing" not in first.stderr
+
+    again = run_script(*cmd)
+    assert again.returncode == 0, again.stderr[-2000:]
+    notes = [line for line in again.stderr.splitlines() if line.startswith("note: replacing")]
+    assert notes == [f"note: replacing {out}, {tmp_path / 'blue.mp4'}, {tmp_path / 'blue.scores.json'} and 4 more"]
+
+
+def test_generate_says_it_replaces_an_existing_video(tmp_path):
+    out = tmp_path / "red.mp4"
+    cmd = (*GENERATE, "--config", "configs/generate/tiny.yaml", "--out", out, "--frames", "3")
+    first = _run_with_umask(0o002, *cmd)
+    assert first.returncode == 0 and "note: replacing" not in first.stderr, first.stderr[-2000:]
+    assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in tmp_path.iterdir()} == {oct(0o664)}
+    again = run_script(*cmd)
+    assert again.returncode == 0
+    assert f"note: replacing {out}, {tmp_path / 'red.config.yaml'}" in again.stderr.splitlines()
