@@ -53,8 +53,9 @@ lock: $(STAMP) ## regenerate requirements-lock.txt (pip-compile) after changing 
 	if [ -f $(LOCK) ]; then cp $(LOCK) $(LOCK).new; fi
 	DS_BUILD_OPS=0 CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --allow-unsafe --strip-extras \
 		--no-emit-index-url --no-emit-find-links --no-build-isolation $(LOCK_ARGS) -o $(LOCK).new $(LOCK_IN)
-	# the editable packages are installed from packages/ (their absolute paths would tie the lock to one checkout)
-	awk '/^-e /{skip = 1; next} skip && /^ +#/{next} {skip = 0; print}' $(LOCK).new > $(LOCK)
+	# the editable packages are installed from packages/ (their absolute paths would tie the lock to one checkout);
+	# torch is pinned without its build label (+cpu): a CUDA build of the same version already in .venv stays
+	awk '/^-e /{skip = 1; next} skip && /^ +#/{next} /^torch==/{sub(/\+[^ ]*/, "")} {skip = 0; print}' $(LOCK).new > $(LOCK)
 	rm $(LOCK).new $(LOCK_IN)
 
 test: $(STAMP) ## run the whole test suite except `gpu` tests
