@@ -96,6 +96,7 @@ def test_a_bad_value_in_the_file_still_names_the_file(tmp_path):
     assert line.endswith(f"invalid config {cfg}: n must be >= 1, got 0")
 
 
+@pytest.mark.slow
 def test_make_eval_scores_flicker_exports_the_same_frames_and_adds_no_unrequested_column(tmp_path):
     """`make eval`'s config with export on: temporal_flickering is a number for every (moving) shapes video, no
     clip_consistency column unless asked for, and the 16 fps VBench export decodes to the run's exact frames."""
@@ -122,6 +123,7 @@ def _run_with_umask(umask: int, *cmd) -> subprocess.CompletedProcess:
                           env=ENV, preexec_fn=lambda: os.umask(umask))
 
 
+@pytest.mark.slow
 def test_infer_t1_takes_a_gif_and_frames_says_it_replaces_and_keeps_the_umask(tmp_path):
     """`--out x.gif` as streamvid-generate takes it, `--frames` as generate has it; a rerun says in one line that it
     replaces the files; every file gets the umask's mode (0664 under umask 002), none 0600."""

@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from tests.console_scripts import ENV, error_line, run_script, script
@@ -44,6 +45,7 @@ def test_a_rerun_with_other_settings_is_refused_and_keeps_the_record(tmp_path):
     assert "lr: 0.0005" in (out / "run" / "train_config.yaml").read_text()
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_the_step_it_stopped_at_and_the_same_command_resumes(tmp_path):
     out = tmp_path / "teacher"
     args = _teacher(out, "trainer.max_steps=100000", "trainer.checkpoint_every=100000")
