@@ -4,7 +4,9 @@ other settings is refused naming the fields (the record of the finished run stay
 
 from __future__ import annotations
 
+import os
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -28,6 +30,10 @@ def test_a_rerun_with_other_settings_is_refused_and_keeps_the_record(tmp_path):
     first = run_script("streamvid-train", *_teacher(out, "trainer.max_steps=2"))
     assert first.returncode == 0, first.stderr[-2000:]
     records = {p: p.read_bytes() for p in (out / "train_config.yaml", out / "run" / "train_config.yaml")}
+    umask = os.umask(0)
+    os.umask(umask)
+    exported = [out / "config.json", out / "diffusion_pytorch_model.safetensors", *records]
+    assert {stat.S_IMODE(p.stat().st_mode) for p in exported} == {0o666 & ~umask}  # the umask's mode, not 0600
 
     line = error_line(run_script("streamvid-train", *_teacher(out, "trainer.max_steps=2", "optim.lr=0.0005")),
                       "streamvid-train")
