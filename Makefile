@@ -7,7 +7,9 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 PIP         := $(PY) -m pip
 STAMP       := $(VENV)/.streamvid-installed
-PKG_FILES   := pyproject.toml $(wildcard packages/*/pyproject.toml) Makefile
+PACKAGES    := $(patsubst %/pyproject.toml,%,$(wildcard packages/*/pyproject.toml))
+LOCK        := requirements-lock.txt
+PKG_FILES   := pyproject.toml $(addsuffix /pyproject.toml,$(PACKAGES)) Makefile $(LOCK)
 TORCH_SPEC  := torch==2.13.0
 DS_SPEC     := deepspeed==0.19.8
 export DS_ACCELERATOR ?= cpu
@@ -22,23 +24,42 @@ OUT    ?= outputs/generate/out.mp4
 EVAL_CONFIG ?= configs/eval/shapes_student.yaml
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint generate eval shapes-reward shapes-reward-data bench gpu-check clean
+.PHONY: help install lock test test-fast lint generate eval shapes-reward shapes-reward-data bench gpu-check clean
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} \
+		{name[NR] = $$1; text[NR] = $$2; if (length($$1) > width) width = length($$1)} \
+		END {for (i = 1; i <= NR; i++) printf "  %-" width "s  %s\n", name[i], text[i]}'
 
+# Every third-party package is installed at the version $(LOCK) pins (made by pip-tools: `make lock`); the
+# packages under packages/ are installed editable on top, constrained by the same pins, and `pip check` closes.
 $(STAMP): $(PKG_FILES)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade "pip>=25.1"
+	$(PIP) install --quiet "$$(grep -m1 '^pip==' $(LOCK))" "$$(grep -m1 '^setuptools==' $(LOCK))" "$$(grep -m1 '^wheel==' $(LOCK))"
 	# torch first, pinned: the pinned CPU build lies on local disk; anything looser pulls a CUDA build.
 	$(PIP) install --quiet $(TORCH_SPEC)
-	$(PIP) install --quiet -e packages/core -e packages/distill -e packages/tts -e packages/eval \
-		-e 'packages/studio[browser-test]' --group dev
-	# DeepSpeed builds from source against the installed torch: no build isolation, no compiled ops.
-	$(PY) -c "import deepspeed" 2>/dev/null || DS_BUILD_OPS=0 $(PIP) install --quiet --no-build-isolation $(DS_SPEC)
+	# DeepSpeed (in the lock) builds from source against the installed torch: no build isolation, no compiled ops.
+	DS_BUILD_OPS=0 $(PIP) install --quiet --no-build-isolation -r $(LOCK)
+	$(PIP) install --quiet -c $(LOCK) $(addprefix -e ,$(PACKAGES)) --group dev
+	$(PIP) check
 	@touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install torch, the five packages (editable), dev tools and DeepSpeed
+install: $(STAMP) ## create .venv and install the lock's pins (torch CPU build, DeepSpeed, dev tools) and packages/* editable
+
+# The lock's input is made from the declarations themselves: each packages/*/pyproject.toml (editable, so their
+# dependencies are resolved together), the dev group of pyproject.toml, torch and DeepSpeed. Pins already in
+# $(LOCK) are kept; `make lock LOCK_ARGS=--upgrade` moves every package to its newest allowed version.
+LOCK_IN := requirements-lock.in
+lock: $(STAMP) ## regenerate requirements-lock.txt (pip-compile) after changing a dependency or adding a package under packages/
+	$(PY) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["dependency-groups"]["dev"], sep="\n")' > $(LOCK_IN)
+	printf '%s\n' $(foreach p,$(PACKAGES),"-e ./$(p)") $(TORCH_SPEC) $(DS_SPEC) >> $(LOCK_IN)
+	if [ -f $(LOCK) ]; then cp $(LOCK) $(LOCK).new; fi
+	DS_BUILD_OPS=0 CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --allow-unsafe --strip-extras \
+		--no-emit-index-url --no-emit-find-links --no-build-isolation $(LOCK_ARGS) -o $(LOCK).new $(LOCK_IN)
+	# the editable packages are installed from packages/ (their absolute paths would tie the lock to one checkout);
+	# torch is pinned without its build label (+cpu): a CUDA build of the same version already in .venv stays
+	awk '/^-e /{skip = 1; next} skip && /^ +#/{next} /^torch==/{sub(/\+[^ ]*/, "")} {skip = 0; print}' $(LOCK).new > $(LOCK)
+	rm $(LOCK).new $(LOCK_IN)
 
 test: $(STAMP) ## run the whole test suite except `gpu` tests
 	$(PY) -m pytest -q

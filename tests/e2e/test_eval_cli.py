@@ -54,7 +54,7 @@ def test_run_resume_and_compare(tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--config", "missing.yaml"], "config file not found: missing.yaml"),
     (["--config", str(SMOKE), "--set", "metrics=[sharpnes]", "--set", "windows=null"],
-     "metrics: unknown ['sharpnes']; registered:"),
+     "(--set metrics=[sharpnes]): unknown metric 'sharpnes' in 'metrics' (did you mean 'sharpness'?); known metrics:"),
     (["--config", str(SMOKE), "--set", "metrics=[sharpness]"], "'windows.metrics' ['warping_error'] are not in"),
     (["--config", str(SMOKE), "--set", "prompts={tmp}/bad.csv"], "bad.csv:3: empty prompt"),
     (["--config", str(SMOKE), "--set", "seeds=[1,1]"], "'seeds' must be a non-empty list of distinct integers"),

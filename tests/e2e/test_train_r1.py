@@ -55,6 +55,14 @@ def test_short_run_writes_a_loadable_student_logs_and_samples(tmp_path: Path):
     assert "samples/oracle_direction_accuracy" in columns
     samples = out / "run" / "samples"
     assert (samples / "samples_step000003.png").is_file() and (samples / "weights_step000003.png").is_file()
+    import numpy as np
+    from PIL import Image
+
+    from streamvid.distill.shapes_eval import LABEL_WIDTH
+
+    weights_png = Image.open(samples / "weights_step000003.png").convert("L")  # a label column beside the rows
+    label_column = np.asarray(weights_png.crop((0, 0, LABEL_WIDTH, weights_png.height)))
+    assert weights_png.width > LABEL_WIDTH and (label_column < 128).any()
     assert (samples / "per_sample_rank0.jsonl").read_text().count("reward_weight") >= 1
     # the end of the run names the samples folder and the TensorBoard command, and prints a command that runs as
     # printed (from a scratch copy of the repository root, so that its outputs/ is a fresh folder)

@@ -130,8 +130,11 @@ def test_differentiable_flag_is_honoured(reward, video):
 
 
 def test_saliency_shapes_and_nonzero_gradients(reward, video):
+    """A differentiable reward gives a non-zero, finite map per axis; any other is refused (TypeError)."""
     if not reward.differentiable:
-        pytest.skip(f"{type(reward).__name__} is not differentiable")
+        with pytest.raises(TypeError, match="differentiable"):
+            saliency(reward, video, PROMPTS)
+        return
     maps = saliency(reward, video, PROMPTS)
     assert set(maps) == set(reward.axes)
     for axis, m in maps.items():

@@ -106,8 +106,10 @@ def test_resume_continues_the_step_count_and_matches_an_uninterrupted_run(tmp_pa
 
 
 def test_a_checkpoint_of_another_size_is_refused_before_training(teacher_dir: Path):
-    with pytest.raises(ConfigError, match="another model"):
+    with pytest.raises(ConfigError, match=r"other settings \(model.conv.width 8 -> 16\)"):  # train_config.yaml
         run_teacher(teacher_config(teacher_dir, "model.conv.width=16", "trainer.max_steps=5"))
+    with pytest.raises(ConfigError, match="another model"):  # the checkpoint itself, when the change is allowed
+        run_teacher(teacher_config(teacher_dir, "model.conv.width=16", "trainer.max_steps=5", "allow_config_change=true"))
     assert torch.load(teacher_dir / "run" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
 
 

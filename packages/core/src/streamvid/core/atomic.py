@@ -8,7 +8,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "file_mode"]
+
+
+def file_mode() -> int:
+    """The mode a plain new file gets under the current umask (0666 less the umask; 0644 under umask 022).
+
+    Writers that create files through a temporary name (`mkstemp`, safetensors) get 0600; the files that
+    replace the outputs are given this mode instead, like their siblings."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 @contextmanager
@@ -30,9 +40,7 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600
+        os.chmod(tmp, file_mode())  # mkstemp creates 0600
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

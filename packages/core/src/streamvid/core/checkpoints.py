@@ -15,6 +15,7 @@ Typical use::
 from __future__ import annotations
 
 import json
+import os
 import re
 import warnings
 from collections.abc import Mapping
@@ -24,6 +25,8 @@ from typing import Any, Literal
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from streamvid.core.atomic import atomic_write, file_mode
 
 Source = Literal["auto", "wan", "self_forcing", "longlive", "reward_forcing"]
 _WRAPPED_SOURCES = ("self_forcing", "longlive", "reward_forcing")
@@ -86,11 +89,12 @@ class CheckpointMismatchError(ValueError):
 def save_safetensors(
     state_dict: Mapping[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None
 ) -> Path:
-    """Write ``state_dict`` to ``path`` (tensors are detached, made contiguous, moved to CPU)."""
+    """Write ``state_dict`` to ``path`` (tensors are detached, made contiguous, moved to CPU), atomically and with
+    the umask's mode (`atomic_write`; safetensors alone writes 0600)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-    save_file(tensors, str(path), metadata={"format": "pt", **(metadata or {})})
+    with atomic_write(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt", **(metadata or {})})
     return path
 
 
@@ -319,7 +323,9 @@ def save_model(
         if not hasattr(model, "save_pretrained") or config is not None:
             raise ValueError("diffusers_format=True needs a diffusers ModelMixin and config=None")
         model.save_pretrained(out_dir, safe_serialization=True)
-        return out_dir / "diffusion_pytorch_model.safetensors"
+        weights = out_dir / "diffusion_pytorch_model.safetensors"
+        os.chmod(weights, file_mode())  # safetensors writes its file 0600
+        return weights
     if config is None:
         config = {
             k: v for k, v in dict(getattr(model, "config", None) or {}).items() if not k.startswith("_")

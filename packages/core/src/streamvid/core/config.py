@@ -28,13 +28,14 @@ and what was expected.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import re
 import subprocess
 import typing
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,7 +43,8 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-__all__ = ["ConfigError", "check_choice", "load_config", "resolved_config_yaml", "save_resolved_config"]
+__all__ = ["ConfigError", "check_at_least", "check_choice", "load_config", "resolved_config_yaml",
+           "save_resolved_config"]
 
 T = TypeVar("T")
 
@@ -64,32 +66,101 @@ def check_choice(name: str, value: object, choices: Iterable[object]) -> None:
         raise ConfigError(f"'{name}' must be one of {', '.join(map(repr, choices))}; got {value!r}")
 
 
-def load_config(path: str | Path, overrides: Sequence[str] = (), *, schema: type[T]) -> T:
+def check_at_least(section: str, minimum: float, **values: float | None) -> None:
+    """Raise `ConfigError` naming each of `values` (field name -> value) below `minimum` (None is not checked).
+
+        check_at_least("trainer", 1, max_steps=-5, batch_size=4)
+        # ConfigError: trainer.max_steps must be >= 1, got -5
+    """
+    bad = [f"{section}.{name}" if section else name for name, v in values.items() if v is not None and v < minimum]
+    if bad:
+        got = ", ".join(str(values[name.rpartition(".")[2]]) for name in bad)
+        raise ConfigError(f"{' and '.join(bad)} must be >= {minimum}, got {got}")
+
+
+def load_config(
+    path: str | Path, overrides: Sequence[str] = (), *, schema: type[T], check: Callable[[T], None] | None = None
+) -> T:
     """Compose `path` (with its `base:` fragments) and `overrides` over `schema`'s defaults.
 
     Args:
         path: the YAML file to load.
         overrides: dot-list strings such as `["model.num_layers=4", "seed=3"]`.
         schema: the dataclass type describing the config.
+        check: optional further validation of the typed config (raises `ConfigError`), e.g. the checks that
+            need the machine (a CUDA device) and so do not belong in `__post_init__`.
 
     Returns:
         An instance of `schema` (nested dataclasses, lists, tuples; never a `DictConfig`).
 
     Raises:
         ConfigError: unknown key, wrong type, missing file, bad override syntax, missing mandatory value,
-            or a `__post_init__` validation failure.
+            or a `__post_init__` / `check` validation failure. A validation failure that only the overrides
+            cause names the first override that causes it (``--set n=0``); otherwise it names the file.
     """
     if not (isinstance(schema, type) and dataclasses.is_dataclass(schema)):
         raise ConfigError(f"schema must be a dataclass type, got {schema!r}")
     path = Path(path)
+    layers = _file_layers(path.resolve(), mount=(), stack=())
+    parsed = [_parse_override(item) for item in overrides]
+    try:
+        return _build(schema, layers, parsed, path, check)
+    except _InvalidConfig as err:
+        culprits = _failing_overrides(schema, layers, parsed, overrides, path, check, err.message)
+        if not culprits:
+            raise ConfigError(f"invalid config {_show(path)}{err.where}: {err.message}") from None
+        named = ", ".join(f"--set {item}" for item in culprits)
+        raise ConfigError(f"invalid value from the command line ({named}): {err.message}") from None
+
+
+class _InvalidConfig(Exception):
+    """A composed config failed validation (`__post_init__`, a missing value or `check`)."""
+
+    def __init__(self, message: str, where: str = "") -> None:
+        super().__init__(message)
+        self.message, self.where = message, where
+
+
+def _build(schema: type[T], layers: list[tuple[dict, str]], overrides: list[dict], path: Path,
+           check: Callable[[T], None] | None) -> T:
+    """Schema defaults <- file layers <- overrides, typed and validated (`_InvalidConfig` on a failed check)."""
     cfg = OmegaConf.structured(schema)
     _make_writable(cfg)
-    for data, source in _file_layers(path.resolve(), mount=(), stack=()):
-        _merge(cfg, data, source, prefix="")
-    for item in overrides:
-        _merge(cfg, _parse_override(item), COMMAND_LINE, prefix="")
+    for data, source in layers:
+        _merge(cfg, copy.deepcopy(data), source, prefix="")
+    for data in overrides:
+        _merge(cfg, copy.deepcopy(data), COMMAND_LINE, prefix="")
     OmegaConf.set_struct(cfg, True)
-    return _to_object(cfg, path)
+    obj = _to_object(cfg)
+    if check is not None:
+        try:
+            check(obj)
+        except ConfigError as err:
+            raise _InvalidConfig(_one_line(err)) from None
+    return obj
+
+
+def _failing_overrides(schema: type[T], layers: list[tuple[dict, str]], parsed: list[dict], overrides: Sequence[str],
+                       path: Path, check: Callable[[T], None] | None, message: str) -> list[str]:
+    """The overrides behind a validation failure: [] when the file alone fails; else each override without which
+    the failure (`message`) goes away or changes, or all of them when none does alone."""
+    if not parsed or _fails(schema, layers, [], path, check):
+        return []
+    culprits = [item for i, item in enumerate(overrides)
+                if _fails(schema, layers, parsed[:i] + parsed[i + 1:], path, check) != message]
+    return culprits or list(overrides)
+
+
+def _fails(schema: type[T], layers: list[tuple[dict, str]], parsed: list[dict], path: Path,
+           check: Callable[[T], None] | None) -> str | None:
+    """The validation message of this composition, or None when it validates."""
+    try:
+        _build(schema, layers, parsed, path, check)
+    except _InvalidConfig as err:
+        return err.message
+    except ConfigError as err:  # not expected: each override merged alone before
+        return str(err)
+    return None
 
 
 def save_resolved_config(cfg: Any, out_dir: str | Path) -> Path:
@@ -151,6 +222,9 @@ def _read_yaml(path: Path, included_from: Path | None) -> dict:
         data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
     except (yaml.YAMLError, OmegaConfBaseException) as err:
         raise ConfigError(f"{_show(path)}: invalid YAML: {_one_line(err)}") from None
+    except UnicodeDecodeError as err:  # a binary file (an image, a checkpoint) given as the config
+        raise ConfigError(f"{_show(path)}: not a YAML text file (not UTF-8: byte 0x{err.object[err.start]:02x} at "
+                          f"offset {err.start})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{_show(path)}: top level must be a mapping, got {type(data).__name__}")
     return data
@@ -232,10 +306,10 @@ def _merge(cfg: DictConfig, data: dict, source: str, prefix: str) -> None:
                 raise ConfigError(_unknown_key_message(cfg, full_key, prefix, source))
             _assign(cfg, key, value, full_key, source)
             continue
-        node = cfg._get_node(key)
+        node = _node(cfg, key)
         if isinstance(value, dict) and isinstance(node, DictConfig):
-            if node._is_none() or node._is_missing():
-                ref_type = node._metadata.ref_type
+            if _is_unset(node):
+                ref_type = _ref_type(node)
                 if dataclasses.is_dataclass(ref_type):
                     # Set, not merge: merging builds the node from the type, read-only where a nested
                     # dataclass is frozen (e.g. `SamplerConfig`), and then cannot write its defaults.
@@ -244,7 +318,7 @@ def _merge(cfg: DictConfig, data: dict, source: str, prefix: str) -> None:
                     cfg[key] = default
                 else:
                     _assign(cfg, key, {}, full_key, source)
-                node = cfg._get_node(key)
+                node = _node(cfg, key)
                 _make_writable(node)
             _merge(node, value, source, prefix=f"{full_key}.")
         else:
@@ -269,7 +343,7 @@ def _assign(cfg: DictConfig, key: str, value: Any, full_key: str, source: str) -
     except ConfigKeyError as err:  # e.g. an unknown key inside a list of dataclasses
         raise ConfigError(f"invalid value for '{full_key}' in {source}: {_one_line(err)}") from None
     except OmegaConfBaseException:
-        key_type = cfg._metadata.key_type  # DictConfig metadata, like ref_type and element_type
+        key_type = _key_type(cfg)
         if key_type in (int, float) and not isinstance(key, key_type):  # a typed dict's key, not its value
             raise ConfigError(f"wrong key type for '{full_key}' in {source}: expected {_type_name(key_type)} "
                               f"keys, got {key!r} ({type(key).__name__})") from None
@@ -296,7 +370,7 @@ def _expected_type(cfg: DictConfig, key: str) -> str:
             return _type_name(typing.get_type_hints(schema)[key])
         except (KeyError, NameError, TypeError):
             pass
-    return _type_name(cfg._metadata.element_type)
+    return _type_name(_element_type(cfg))
 
 
 def _type_name(annotation: Any) -> str:
@@ -306,29 +380,60 @@ def _type_name(annotation: Any) -> str:
     return re.sub(r"(?:\w+\.)+(\w+)", r"\1", text)  # typing.Optional[a.b.C] -> Optional[C]
 
 
-def _to_object(cfg: DictConfig, path: Path) -> Any:
-    """Build the typed dataclass; missing values and `__post_init__` failures become `ConfigError`."""
+def _to_object(cfg: DictConfig) -> Any:
+    """Build the typed dataclass; missing values and `__post_init__` failures become `_InvalidConfig`."""
     try:
         return OmegaConf.to_object(cfg)
     except ConfigError as err:
-        raise ConfigError(f"invalid config {_show(path)}: {err}") from None
+        raise _InvalidConfig(str(err)) from None
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None)
-        where = f" at '{key}'" if key else ""
-        raise ConfigError(f"invalid config {_show(path)}{where}: {_one_line(err)}") from None
+        raise _InvalidConfig(_one_line(err), f" at '{key}'" if key else "") from None
     except (ValueError, TypeError) as err:
-        raise ConfigError(f"invalid config {_show(path)}: {_one_line(err)}") from None
+        raise _InvalidConfig(_one_line(err)) from None
 
 
 def _make_writable(node: DictConfig | ListConfig) -> None:
     """Clear the read-only flag that OmegaConf sets for frozen dataclasses, on `node` and all children."""
     OmegaConf.set_readonly(node, False)
-    if node._is_none() or node._is_missing():
+    if _is_unset(node):
         return
     for key in node.keys() if isinstance(node, DictConfig) else range(len(node)):
-        child = node._get_node(key)
+        child = _node(node, key)
         if isinstance(child, (DictConfig, ListConfig)):
             _make_writable(child)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# OmegaConf's private API. OmegaConf has no public way to read a child node (not its value: a `???` or None
+# node has none) or a node's declared types, which the key-by-key merge and its error messages need. These five
+# accessors are the only private uses; packages/core pins the OmegaConf release they were written against and
+# tests/unit/test_omegaconf_contract.py checks each one, so an upgrade that changes them fails there first.
+
+
+def _node(cfg: DictConfig | ListConfig, key: Any) -> Any:
+    """The child node at `key` (a `DictConfig`, `ListConfig` or value node), also when its value is ??? or None."""
+    return cfg._get_node(key)
+
+
+def _is_unset(node: Any) -> bool:
+    """True for a node whose value is None or ??? (missing)."""
+    return node._is_none() or node._is_missing()
+
+
+def _ref_type(node: Any) -> Any:
+    """The type the schema declares for `node` (e.g. a dataclass for an optional nested config set to null)."""
+    return node._metadata.ref_type
+
+
+def _key_type(cfg: DictConfig) -> Any:
+    """The declared key type of a typed dict node (`dict[int, str]` -> int)."""
+    return cfg._metadata.key_type
+
+
+def _element_type(cfg: DictConfig | ListConfig) -> Any:
+    """The declared value type of a typed dict or list node (`dict[int, str]` -> str)."""
+    return cfg._metadata.element_type
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -22,7 +22,13 @@ from streamvid.core.checkpoints import CheckpointFormatError, CheckpointMismatch
 from streamvid.core.codecs import PixelCodec, VideoCodec
 from streamvid.core.config import ConfigError
 from streamvid.core.dtypes import DTYPES, check_dtype
-from streamvid.core.generator_config import CodecConfig, GeneratorConfig, TextEncoderConfig
+from streamvid.core.generator_config import (
+    CodecConfig,
+    GeneratorConfig,
+    TextEncoderConfig,
+    check_codec_fit,
+    check_generator,
+)
 from streamvid.core.pipeline import StreamVidPipeline
 from streamvid.core.text import LearnedTextEncoder, TextEncoder
 from streamvid.core.text.learned import split_words
@@ -79,15 +85,9 @@ def build_generator(cfg: GeneratorConfig, vocabulary: list[str] | None = None) -
 
     `vocabulary` seeds a randomly initialised learned text encoder (smoke runs without weights).
     """
+    check_generator(cfg)  # the config alone: channels, frame size, positions, text encoder, device
     codec = build_codec(cfg.codec)
-    if cfg.model.in_channels != codec.latent_channels or cfg.model.out_channels != codec.latent_channels:
-        raise ConfigError(
-            f"model.in_channels/out_channels ({cfg.model.in_channels}/{cfg.model.out_channels}) must equal the "
-            f"codec's latent channels ({codec.latent_channels})"
-        )
-    r = codec.spatial_ratio * max(cfg.model.patch_size[1:])
-    if cfg.height % r or cfg.width % r:
-        raise ConfigError(f"height/width ({cfg.height}x{cfg.width}) must be multiples of {r} (codec x patch)")
+    check_codec_fit(cfg, codec.latent_channels, codec.spatial_ratio)  # a VAE read from its path
     text_encoder = build_text_encoder(cfg.text_encoder, cfg.model.text_dim, vocabulary or [])
     if text_encoder.embed_dim != cfg.model.text_dim:
         raise ConfigError(f"text encoder width {text_encoder.embed_dim} != model.text_dim {cfg.model.text_dim}")

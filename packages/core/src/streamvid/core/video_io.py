@@ -179,3 +179,35 @@ def read_video(path: str | os.PathLike) -> tuple[Tensor, float]:
         raise VideoReadError(f"cannot decode '{path}': {ffmpeg_cause(err)}") from err
     video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0
     return video, fps
+
+
+def mp4_fps(path: str | os.PathLike) -> float:
+    """The frame rate an ``.mp4`` file declares (its stream metadata; no frame is decoded)."""
+    import imageio.v2 as imageio
+
+    reader = imageio.get_reader(str(path), format="FFMPEG", mode="I")
+    try:
+        return float(reader.get_meta_data()["fps"])
+    finally:
+        reader.close()
+
+
+def retime_mp4(src: str | os.PathLike, dst: str | os.PathLike, fps: float) -> Path:
+    """Write ``src`` (an ``.mp4``) to ``dst`` at ``fps`` without re-encoding: the same compressed frames, only
+    their timestamps scaled by ``fps_src / fps`` (ffmpeg's ``setts`` bitstream filter on a stream copy), so the
+    decoded frames are identical to the source's and nothing is lost to a second encode. Written atomically."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    if fps <= 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    scale = mp4_fps(src) / fps
+    dst = Path(dst)
+    with atomic_write(dst) as tmp:
+        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", str(src), "-map", "0:v", "-c", "copy",
+               "-bsf:v", f"setts=pts=PTS*{scale!r}:dts=DTS*{scale!r}:duration=DURATION*{scale!r}", str(tmp)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode:
+            raise VideoReadError(f"cannot retime '{src}' to {fps:g} fps: {' '.join(done.stderr.split())[:300]}")
+    return dst

@@ -13,7 +13,10 @@ Stages (schemas in `streamvid.distill.stage_config`, YAMLs in `configs/train/`):
   `streamvid.distill.shapes_reward_config.ShapesRewardStageConfig`; no checkpoints to resume).
 
 A run resumes from ``<run_dir>/checkpoints/last.ckpt`` when it exists (``--resume PATH`` for another
-checkpoint, ``--resume never`` to start over). Bad input (unknown key, wrong type, a missing teacher or pairs
+checkpoint, ``--resume never`` to start over), with the settings of its ``train_config.yaml``: other settings
+are refused, naming the fields, unless ``--allow-config-change`` (``trainer.max_steps``, threads and the progress
+bar may always change). Ctrl-C stops at the end of the current step and saves it as ``last.ckpt`` (a second
+Ctrl-C aborts at once); the same command then resumes. Bad input (unknown key, wrong type, a missing teacher or pairs
 directory, a checkpoint of another model size) prints one ``error:`` line and exits with code 2 before any
 expensive work.
 """
@@ -78,6 +81,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             p.add_argument("--resume", default=None, metavar="CKPT",
                            help="checkpoint to resume from, 'auto' (default: run_dir's last.ckpt when present) "
                                 "or 'never'")
+            p.add_argument("--allow-config-change", action="store_true",
+                           help="resume although the settings differ from the run's train_config.yaml (refused "
+                                "otherwise, naming the fields)")
     return parser.parse_args(argv)
 
 
@@ -86,6 +92,8 @@ def train(args: argparse.Namespace) -> int:
     cfg = load_config(Path(args.config), args.overrides, schema=schema)
     if getattr(args, "resume", None) is not None:
         cfg = replace(cfg, resume=args.resume)
+    if getattr(args, "allow_config_change", False):
+        cfg = replace(cfg, allow_config_change=True)
     if getattr(args, "dry_run", False):
         return dry_run(cfg, args.config)
     from streamvid.distill import r1_stage, shapes_reward_stage, stages

@@ -76,30 +76,46 @@ class DMDSamples(pl.Callback):
             write_grid(videos, self.prompts, rows, images["samples"])
             if self.last_weights is not None:
                 images["intra_weights"] = self.sample_dir / f"weights_step{step:06d}.png"
-                write_weight_map(self.last_weights, images["intra_weights"])
+                write_weight_map(self.last_weights, images["intra_weights"], step=step)
             for tb in tensorboard_writers(trainer.loggers):
                 for name, path in images.items():
                     tb.add_image(f"samples/{name}", _read_png(path), step, dataformats="HWC")
         return logged
 
 
-def write_weight_map(last: dict, path: Path, scale: int = 4) -> None:
+def write_weight_map(last: dict, path: Path, scale: int = 4, step: int | None = None) -> None:
     """PNG: the frames of one rollout (top row) and its intra weight map W on the latent grid (bottom row, grey,
-    max -> white), one latent frame under each pixel frame.
+    max -> white), one latent frame under each pixel frame; a label column names the rows, the rollout's prompt
+    (wrapped, whole), the step and W's range.
 
     ``last``: ``{"pixels": [1, T, 3, H, W], "weights": [1, T, h, w]}`` (a pixel codec: one latent frame per
-    pixel frame)."""
-    from PIL import Image
+    pixel frame), optionally ``"prompt"``."""
+    from PIL import Image, ImageDraw
+
+    from streamvid.distill.shapes_eval import LABEL_WIDTH, LINE_HEIGHT, wrap_label
 
     pixels, weights = last["pixels"][0], last["weights"][0]  # [T, 3, H, W], [T, h, w] (latent grid)
     t, _, h, w = pixels.shape
+    low, high = float(weights.min()), float(weights.max())
     weights = torch.nn.functional.interpolate(weights[None], size=(h, w), mode="nearest")[0]
     frames = pixels.permute(2, 0, 3, 1).reshape(h, t * w, 3)
     heat = (weights / weights.max().clamp_min(1e-8)).permute(1, 0, 2).reshape(h, t * w, 1).expand(h, t * w, 3)
     img = torch.cat([frames, heat.to(frames.dtype)], dim=0).clamp(0, 1)
     image = Image.fromarray((img * 255).round().byte().numpy()).resize((t * w * scale, 2 * h * scale), 0)
+    probe = ImageDraw.Draw(image)
+    top = [f"rollout frames 0..{t - 1}" + (f", step {step}" if step is not None else "")]
+    top += wrap_label(probe, f"prompt: {last['prompt']}", LABEL_WIDTH - 8) if last.get("prompt") else []
+    bottom = ["intra weight map W (methods.md A.6)", "per latent frame; black 0, white max", f"W in [{low:.3g}, {high:.3g}]"]
+    row_h = max(h * scale, (max(len(top), len(bottom)) + 1) * LINE_HEIGHT)
+    canvas = Image.new("RGB", (LABEL_WIDTH + image.width, 2 * row_h), (255, 255, 255))
+    canvas.paste(image.crop((0, 0, image.width, h * scale)), (LABEL_WIDTH, 0))
+    canvas.paste(image.crop((0, h * scale, image.width, 2 * h * scale)), (LABEL_WIDTH, row_h))
+    draw = ImageDraw.Draw(canvas)
+    for y0, lines in ((0, top), (row_h, bottom)):
+        for k, line in enumerate(lines):
+            draw.text((4, y0 + 6 + k * LINE_HEIGHT), line, fill=(0, 0, 0))
     path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path, optimize=True)
+    canvas.save(path, optimize=True)
 
 
 def _read_png(path: Path):

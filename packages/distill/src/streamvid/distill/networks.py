@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from streamvid.core.atomic import file_mode
 from streamvid.core.config import ConfigError
 from streamvid.core.model_config import CAUSAL_ONLY_FIELDS, WanModelConfig
 
@@ -177,6 +178,7 @@ def export_model(model: torch.nn.Module, out_dir: str | os.PathLike) -> Path:
     try:
         model.save_pretrained(str(tmp), safe_serialization=True)
         for name in sorted(os.listdir(tmp), key=lambda n: (n.endswith(".safetensors"), n)):
+            os.chmod(tmp / name, file_mode())  # safetensors writes its file 0600
             os.replace(tmp / name, out_dir / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

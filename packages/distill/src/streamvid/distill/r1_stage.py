@@ -33,6 +33,7 @@ from streamvid.distill.stages import (
     finished_run_lines,
     log,
     run_stage,
+    stop_if_interrupted,
 )
 
 __all__ = ["build_dmd_module", "build_modules", "check_r1", "run_r1"]
@@ -160,7 +161,7 @@ def _fit(cfg: DMDStageConfig, nets, callbacks: Sequence = ()) -> Path:
     import lightning.pytorch as pl
 
     from streamvid.distill.networks import export_model
-    from streamvid.distill.trainer import build_trainer, resolve_resume
+    from streamvid.distill.trainer import build_trainer, interrupted_step, resolve_resume
 
     run_dir, out_dir = cfg.run_path, Path(cfg.output_dir)
     ckpt_path = resolve_resume(cfg.resume, run_dir) if cfg.resume != "auto" else _last_checkpoint(run_dir)
@@ -204,6 +205,10 @@ def _fit(cfg: DMDStageConfig, nets, callbacks: Sequence = ()) -> Path:
                             strategy=_strategy(cfg))
     loader = torch.utils.data.DataLoader(_Steps(module, cfg.trainer.max_steps), batch_size=None)
     trainer.fit(module, train_dataloaders=loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    if trainer.is_global_zero:
+        stop_if_interrupted(trainer, run_dir, "r1")
+    elif interrupted_step(trainer) is not None:
+        raise KeyboardInterrupt
     export(trainer)
     if trainer.is_global_zero:
         log(f"r1: wrote the student to {out_dir} (a pipeline folder: StreamVidPipeline.from_pretrained(\"{out_dir}\"))")

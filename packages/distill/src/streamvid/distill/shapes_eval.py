@@ -104,20 +104,49 @@ def evaluate_videos(videos: torch.Tensor, prompts: list[str]) -> tuple[dict, lis
     return metrics, rows
 
 
+LABEL_WIDTH = 330
+"""Pixels of the label column left of the sample grids and weight maps."""
+LINE_HEIGHT = 13
+"""Pixels per text line of PIL's default font in those labels."""
+
+
+def wrap_label(draw: ImageDraw.ImageDraw, text: str, width: int) -> list[str]:
+    """``text`` broken at spaces into lines of at most ``width`` pixels (a word longer than that is broken
+    inside); the lines joined by spaces give ``text`` back, so nothing is cut off."""
+    lines: list[str] = []
+    for word in text.split(" "):
+        line = f"{lines[-1]} {word}" if lines else word
+        if lines and draw.textlength(line) <= width:
+            lines[-1] = line
+            continue
+        while draw.textlength(word) > width and len(word) > 1:  # a long word: as many characters as fit
+            cut = max(1, max(k for k in range(1, len(word) + 1) if draw.textlength(word[:k]) <= width or k == 1))
+            lines.append(word[:cut])
+            word = word[cut:]
+        lines.append(word)
+    return lines
+
+
 def write_grid(videos: torch.Tensor, prompts: list[str], rows: list, path: Path, scale: int = 3) -> None:
-    """PNG: one video per row (frames left to right), the prompt and the oracle's reading on the left."""
+    """PNG: one video per row (frames left to right), the whole prompt (wrapped) and the oracle's reading on the
+    left; a row is as tall as its label needs."""
     n, t, _, h, w = videos.shape
-    label_w = 330
-    frames = videos.permute(0, 3, 1, 4, 2).reshape(n * h, t * w, 3)
-    img = Image.fromarray((frames * 255).round().byte().numpy()).resize((t * w * scale, n * h * scale), 0)
-    canvas = Image.new("RGB", (label_w + img.width, img.height), (255, 255, 255))
-    canvas.paste(img, (label_w, 0))
-    draw = ImageDraw.Draw(canvas)
-    for i, (prompt, row) in enumerate(zip(prompts, rows)):
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    labels = []
+    for prompt, row in zip(prompts, rows):
         r = row.reading
         read = f"read: {r.colour} {r.shape} {r.segment_directions(1)[0]}" if row.parts else "read: no object"
-        draw.text((4, i * h * scale + 8), prompt[:52], fill=(0, 0, 0))
-        draw.text((4, i * h * scale + 26), read, fill=(90, 90, 90))
+        labels.append((wrap_label(probe, prompt, LABEL_WIDTH - 8), read))
+    row_h = max(h * scale, max((len(lines) + 1) * LINE_HEIGHT + 16 for lines, _ in labels))
+    canvas = Image.new("RGB", (LABEL_WIDTH + t * w * scale, n * row_h), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for i, (video, (lines, read)) in enumerate(zip(videos, labels)):
+        frames = video.permute(2, 0, 3, 1).reshape(h, t * w, 3)  # [T, 3, H, W] -> [H, T * W, 3]
+        img = Image.fromarray((frames * 255).round().byte().numpy()).resize((t * w * scale, h * scale), 0)
+        canvas.paste(img, (LABEL_WIDTH, i * row_h))
+        for k, line in enumerate(lines):
+            draw.text((4, i * row_h + 8 + k * LINE_HEIGHT), line, fill=(0, 0, 0))
+        draw.text((4, i * row_h + 8 + len(lines) * LINE_HEIGHT + 3), read, fill=(90, 90, 90))
     path.parent.mkdir(parents=True, exist_ok=True)
     canvas.quantize(colors=64).save(path, optimize=True)  # a few colours: small enough for docs/
 

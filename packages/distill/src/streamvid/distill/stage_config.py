@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streamvid.core.config import ConfigError, check_choice
+from streamvid.core.config import ConfigError, check_at_least, check_choice
 from streamvid.core.dtypes import check_dtype
 from streamvid.core.model_config import WanModelConfig
 from streamvid.core.sampler_config import SamplerConfig
@@ -64,6 +64,9 @@ class RunConfig(OutputConfig):
     null: <output_dir>/run."""
     resume: str = "auto"
     """auto (last.ckpt of run_dir when it exists), never, or a checkpoint path (CLI: --resume)."""
+    allow_config_change: bool = False
+    """Resume although run_dir's train_config.yaml records other settings (which it then records); false: such a
+    resume is refused, naming the fields (CLI: --allow-config-change)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -128,11 +131,9 @@ class TrainerConfig:
 
     def __post_init__(self) -> None:
         check_choice("trainer.precision", self.precision, PRECISIONS)
-        if min(self.max_steps, self.batch_size, self.threads, self.checkpoint_every, self.log_every, self.devices,
-               self.num_nodes) < 1:
-            raise ConfigError(
-                "trainer: max_steps, batch_size, threads, checkpoint_every, log_every, devices and num_nodes must be >= 1"
-            )
+        check_at_least("trainer", 1, max_steps=self.max_steps, batch_size=self.batch_size, threads=self.threads,
+                       checkpoint_every=self.checkpoint_every, log_every=self.log_every, devices=self.devices,
+                       num_nodes=self.num_nodes)
 
 
 @dataclass

@@ -17,6 +17,7 @@ CSV / TensorBoard logs into ``run_dir`` (default ``<output_dir>/run``); `ode-pai
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import sys
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from typing import Any, TypeVar
 import torch
 
 from streamvid.core.cli.paths import check_output_dir, write_resolved_config
-from streamvid.core.config import ConfigError
+from streamvid.core.config import ConfigError, load_config
 from streamvid.core.world import vocabulary
 from streamvid.distill.networks import check_model_dir, check_same_config, conv_kwargs, wan_sizes
 from streamvid.distill.ode_pairs import few_step_grid_indices, latent_patch, read_pairs_header
@@ -93,6 +94,53 @@ def check_run(cfg: RunConfig) -> None:
     check_output_dir(cfg.run_path, "run_dir")
     if cfg.resume not in ("auto", "never") and not Path(cfg.resume).is_file():
         raise ConfigError(f"resume: checkpoint not found: {cfg.resume} (give a .ckpt file, 'auto' or 'never')")
+    check_same_run(cfg)
+
+
+RESUME_MAY_CHANGE = ("resume", "allow_config_change", "trainer.max_steps", "trainer.threads", "trainer.progress_bar")
+"""Settings a resumed run may change without `allow_config_change`: where it resumes from, how far it trains,
+and how it shows progress (nothing that changes what a step computes)."""
+
+
+def check_same_run(cfg: RunConfig) -> None:
+    """Refuse to resume a run whose recorded ``train_config.yaml`` differs from ``cfg`` (`ConfigError` naming the
+    fields): resuming trains on with the checkpoint's settings, and the rewritten record would claim new ones.
+
+    Only when a checkpoint would be resumed (``resume`` auto with ``last.ckpt`` in run_dir, or a path) and
+    ``allow_config_change`` is false; `RESUME_MAY_CHANGE` may always differ.
+    """
+    last = Path(cfg.run_path) / "checkpoints" / "last.ckpt"
+    resuming = cfg.resume not in ("auto", "never") or (cfg.resume == "auto" and last.exists())
+    record = Path(cfg.run_path) / CONFIG_NAME
+    if not resuming or cfg.allow_config_change or not record.is_file():
+        return
+    try:
+        old = load_config(record, schema=type(cfg))
+    except ConfigError as err:
+        raise ConfigError(f"run_dir {cfg.run_path}: cannot read the recorded {CONFIG_NAME} to compare ({err}); "
+                          "resume with --allow-config-change or start over with --resume never") from None
+    before, now = _flat(dataclasses.asdict(old)), _flat(dataclasses.asdict(cfg))
+    changed = [k for k in sorted(before.keys() | now.keys())
+               if before.get(k) != now.get(k) and not any(k == f or k.startswith(f"{f}.") for f in RESUME_MAY_CHANGE)]
+    if changed:
+        shown = "; ".join(f"{k} {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:4])
+        more = f"; and {len(changed) - 4} more" if len(changed) > 4 else ""
+        raise ConfigError(
+            f"run_dir {cfg.run_path} holds a run trained with other settings ({shown}{more}); resuming would "
+            f"train on from its checkpoint and rewrite its {CONFIG_NAME}: use the same config, another output_dir, "
+            "--resume never to start over, or --allow-config-change to resume with the new settings"
+        )
+
+
+def _flat(data: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> {"a.b": value}."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def _check_init(path: str, key: str, classes: tuple[str, ...], wanted: dict[str, Any]) -> None:
@@ -263,10 +311,23 @@ def _fit(cfg, module, make_draw, what: str) -> Path:
                                 callbacks=[ExportCallback(export, trainer_cfg.checkpoint_every)])
         loader = DataLoader(StepBatches(draw, trainer_cfg.max_steps, start), batch_size=None)
         trainer.fit(module, train_dataloaders=loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        stop_if_interrupted(trainer, run_dir, what)
     export(module)
     log(f"{what}: wrote the EMA model to {out_dir} (from_pretrained)")
     log(finished_run_lines(what, run_dir))
     return out_dir
+
+
+def stop_if_interrupted(trainer, run_dir: Path, what: str) -> None:
+    """After ``trainer.fit``: when Ctrl-C stopped it (`StopOnInterrupt`), say where the step was saved and raise
+    `KeyboardInterrupt` (the CLI exits with 130) instead of exporting an unfinished run as finished."""
+    from streamvid.distill.trainer import LAST, checkpoint_dir, interrupted_step
+
+    step = interrupted_step(trainer)
+    if step is not None:
+        log(f"{what}: interrupted at step {step} of {trainer.max_steps}; saved {checkpoint_dir(run_dir) / LAST} "
+            "(the same command resumes from it)")
+        raise KeyboardInterrupt
 
 
 def run_stage(cfg: C, check: Callable[[C], Any], build: Callable[[], B], fit: Callable[[B], Path]) -> Path:

@@ -6,7 +6,8 @@
   one kept plus ``last.ckpt`` (Lightning writes checkpoints atomically);
 * ``run_dir/logs/csv/version_N/metrics.csv`` and ``run_dir/logs/tensorboard/version_N/`` (a new version per
   launch, so a resumed run never overwrites the logs of the first one);
-* the learning rate logged every step, a progress bar, gradient-norm clipping, bf16 autocast or fp32.
+* the learning rate logged every step, a progress bar, gradient-norm clipping, bf16 autocast or fp32;
+* Ctrl-C (`StopOnInterrupt`): the run stops at the end of the step and saves it as ``last.ckpt``.
 
 Resume: `resolve_resume` picks the checkpoint (``auto``: ``last.ckpt`` when it exists) and
 `check_checkpoint` compares its weights with the module the config builds *before* any expensive work, so a
@@ -16,6 +17,9 @@ checkpoint of another model size is a one-line `ConfigError`, not a traceback af
 from __future__ import annotations
 
 import logging
+import signal
+import sys
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,9 +37,11 @@ __all__ = [
     "ExportCallback",
     "StepCheckpoint",
     "StepProgressBar",
+    "StopOnInterrupt",
     "build_trainer",
     "check_checkpoint",
     "checkpoint_dir",
+    "interrupted_step",
     "resolve_resume",
     "tensorboard_writers",
 ]
@@ -92,6 +98,53 @@ class StepCheckpoint(ModelCheckpoint):
             candidates = self._monitor_candidates(trainer)
             self._save_topk_checkpoint(trainer, candidates)
             self._save_last_checkpoint(trainer, candidates)
+
+
+class StopOnInterrupt(Callback):
+    """Ctrl-C stops the run at the end of the current optimiser step, which `StepCheckpoint` then saves as the
+    last checkpoint (Lightning alone would lose every step since the previous checkpoint); a second Ctrl-C
+    aborts at once. ``interrupted_at`` is the step the run stopped at, or None; the stages exit with code 130.
+
+    Lightning reduces ``should_stop`` over the processes, so every rank stops at the same step.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.interrupted_at: int | None = None
+        self._previous: Any = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self.requested:  # the second Ctrl-C
+            signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\ninterrupt: stopping after this step and saving it (Ctrl-C again to abort without saving)",
+              file=sys.stderr, flush=True)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.requested:
+            trainer.should_stop = True
+            self.interrupted_at = trainer.global_step
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
+def interrupted_step(trainer: pl.Trainer) -> int | None:
+    """The step a Ctrl-C stopped ``trainer`` at (`StopOnInterrupt`), or None when it ran to ``max_steps``."""
+    return next((cb.interrupted_at for cb in trainer.callbacks if isinstance(cb, StopOnInterrupt)), None)
 
 
 class StepProgressBar(TQDMProgressBar):
@@ -184,6 +237,7 @@ def build_trainer(
         "callbacks": [
             checkpoint,
             LearningRateMonitor(logging_interval="step"),
+            StopOnInterrupt(),
             *([StepProgressBar()] if cfg.progress_bar else []),
             *callbacks,
         ],

@@ -57,11 +57,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def _load(args: argparse.Namespace):
     from streamvid.eval.runner import EvalConfig
+    from streamvid.eval.runner_config import check_runnable
 
     path = Path(args.config)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    return load_config(path, args.overrides, schema=EvalConfig)
+    return load_config(path, args.overrides, schema=EvalConfig, check=check_runnable)
 
 
 def run(args: argparse.Namespace) -> int:

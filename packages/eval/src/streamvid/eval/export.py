@@ -5,9 +5,10 @@ VBench's standard mode builds ``f"{prompt}-{i}{ext}"`` for ``i`` in 0..4 and loo
 
 - **fps**: videos are written at ``fps`` (default :data:`VBENCH_FPS` = 16, the Wan2.1 / Self-Forcing
   convention of the leaderboard entries this repository compares with). VBench reads the rate from the file;
-  only ``dynamic_degree`` depends on it (frame interval ``round(fps / 8)``). Frames are never resampled: a
-  source at another rate is re-encoded with the same frames and the new rate; a source ``.mp4`` already at
-  ``fps`` is copied byte for byte (no second lossy encode).
+  only ``dynamic_degree`` depends on it (frame interval ``round(fps / 8)``). Frames are never resampled nor
+  re-encoded: a source ``.mp4`` at another rate gets new timestamps on the same compressed frames
+  (`retime_mp4`), one already at ``fps`` is copied byte for byte, so every frame-based score of the export
+  equals the run's. A ``.gif`` source is encoded once.
 - **Names over the limit are refused, never truncated**: a name longer than ``max_name_bytes`` (255 bytes of
   UTF-8 on ext4 / APFS / NTFS, the extension included) cannot exist, and a truncated name would not match what
   VBench looks for. VBench's own suite loses 72 of 946 prompts this way; use its ``custom_input`` mode with the
@@ -32,7 +33,7 @@ from pathlib import Path
 
 from streamvid.core.atomic import atomic_write
 from streamvid.core.config import ConfigError
-from streamvid.core.video_io import read_video, write_video
+from streamvid.core.video_io import mp4_fps, read_video, retime_mp4, write_video
 
 __all__ = [
     "MAX_NAME_BYTES", "VBENCH_FPS", "ExportError", "ManifestEntry", "check_vbench_names", "discover_videos", "export_run",
@@ -217,22 +218,17 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, fps: float = VBENCH_
 
 
 def _export_one(src: Path, dst: Path, fps: float) -> None:
-    if src.suffix.lower() == ".mp4" and abs(_mp4_fps(src) - fps) < 1e-3:
-        with atomic_write(dst) as tmp:
-            shutil.copyfile(src, tmp)
+    """``.mp4`` at ``fps``: copied; at another rate: retimed without re-encoding (the same decoded frames);
+    a ``.gif`` source is encoded once."""
+    if src.suffix.lower() == ".mp4":
+        if abs(mp4_fps(src) - fps) < 1e-3:
+            with atomic_write(dst) as tmp:
+                shutil.copyfile(src, tmp)
+        else:
+            retime_mp4(src, dst, fps)
         return
     video, _ = read_video(src)
     write_video(dst, video, fps=fps)
-
-
-def _mp4_fps(path: Path) -> float:
-    import imageio.v2 as imageio
-
-    reader = imageio.get_reader(str(path), format="FFMPEG", mode="I")
-    try:
-        return float(reader.get_meta_data()["fps"])
-    finally:
-        reader.close()
 
 
 def _atomic_text(path: Path, write) -> None:

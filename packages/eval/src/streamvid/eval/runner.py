@@ -312,7 +312,7 @@ def _score(frames, prompt, fps, rec, cfg, metrics) -> list[str]:
             values[f"{name}.drift"], values[f"{name}.slope"] = r.drift, r.slope
         except Exception as err:
             errors.append(f"windows {name}: {_describe(err)}")
-    if w and "clip_consistency" not in values:
+    if w and w.clip_consistency and "clip_consistency" not in values:
         try:
             values["clip_consistency"] = clip_consistency(frames, window=w.window, window_seconds=w.window_seconds,
                                                           stride=w.stride, fps=fps)[0]

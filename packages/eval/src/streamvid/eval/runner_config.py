@@ -5,11 +5,12 @@ Kept apart from `runner.py` so configs load and validate without importing panda
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
 from streamvid.core.config import ConfigError
-from streamvid.core.generator_config import GeneratorConfig
+from streamvid.core.generator_config import GeneratorConfig, check_generator
 from streamvid.eval.export import VBENCH_FPS
 
 
@@ -25,6 +26,9 @@ class WindowsConfig:
     """Frames between window starts; null = the window length (no overlap)."""
     metrics: list[str] | None = None
     """Metrics computed per window (a subset of ``metrics``); null = all of them."""
+    clip_consistency: bool = False
+    """Also score clip-to-clip consistency over the windows (`streamvid.eval.drift.clip_consistency`: thumbnail
+    features of each window's first frame), a ``clip_consistency`` column."""
 
     def frames(self, fps: float) -> int:
         return self.window if self.window is not None else max(1, round(self.window_seconds * fps))
@@ -83,7 +87,8 @@ class EvalConfig:
     metrics: list[str] = field(default_factory=lambda: ["sharpness"])
     """Registered metric names (``streamvid.eval.metrics.list_metrics()``)."""
     metric_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Keyword options per metric name, passed to ``metrics.build(name, **options)``."""
+    """Keyword options per metric name, passed to ``metrics.build(name, **options)``; options of a metric not in
+    ``metrics`` are unused."""
     windows: WindowsConfig | None = None
     """Per-window curves and drift for long videos; null = off."""
     output_dir: str = "outputs/eval/run"
@@ -113,8 +118,19 @@ class EvalConfig:
             raise ConfigError(f"'samples_per_prompt' {self.samples_per_prompt} must be >= 1 and equal len(seeds)")
         if self.fps <= 0 or not self.metrics or len(set(self.metrics)) != len(self.metrics):
             raise ConfigError(f"need fps > 0 and distinct, non-empty 'metrics'; got fps={self.fps}, {self.metrics}")
-        if extra := sorted(set(self.metric_options) - set(self.metrics)):
-            raise ConfigError(f"'metric_options' for {extra}, which are not in 'metrics' {self.metrics}")
+        from streamvid.eval.metrics import list_metrics
+
+        known = list_metrics()
+        for name in self.metrics:  # the names first: a typo is reported as a typo, not as a windows mismatch
+            if name not in known:
+                hint = difflib.get_close_matches(name, known, n=1)
+                raise ConfigError(f"unknown metric {name!r} in 'metrics'" + (f" (did you mean {hint[0]!r}?)" if hint
+                                  else "") + f"; known metrics: {', '.join(known)}")
+        # options of a registered metric the run does not compute are unused (a config keeps its options when
+        # --set metrics=[...] picks fewer); options for a name that is no metric are a typo
+        if extra := sorted(set(self.metric_options) - set(known)):
+            raise ConfigError(f"'metric_options' for {extra}, which are not registered metrics; known metrics: "
+                              f"{', '.join(known)}")
         w = self.windows
         if w is not None and (w.window is None) == (w.window_seconds is None):
             raise ConfigError("'windows' needs exactly one of window (frames) and window_seconds")
@@ -128,3 +144,10 @@ class EvalConfig:
         if self.seeds is not None:
             return list(self.seeds)
         return [self.base_seed + i for i in range(self.samples_per_prompt or 1)]
+
+
+def check_runnable(cfg: EvalConfig) -> None:
+    """`load_config`'s `check` for a run: the generator's parts fit together and its device exists (see
+    `check_generator`); nothing to check when the run scores a folder of videos."""
+    if cfg.videos_dir is None:
+        check_generator(cfg.generator)

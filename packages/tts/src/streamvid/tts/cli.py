@@ -1,11 +1,13 @@
 """`streamvid-infer-t1`: stream one video with chunk-level test-time search (Stream-T1 or a baseline).
 
-Writes, next to ``--out`` (``<stem>.mp4``): the chosen video as mp4 and gif, ``<stem>.scores.json`` (per-chunk
+Writes, next to ``--out`` (``<stem>.mp4`` or ``<stem>.gif``): the chosen video as mp4 and gif, ``<stem>.scores.json`` (per-chunk
 short / long / fused scores and memory flags of the chosen beam, its final score), ``<stem>.tree.json`` and
 ``<stem>.tree.png`` (every candidate per chunk with its scores and an edge to its parent beam, pruned and kept
-candidates, the chosen video's path, and the memory route of each evicted chunk), ``<stem>.ledger.json`` (NFE by kind, decodes, reward calls, time per component, peak memory) and
-``<stem>.config.yaml`` (the resolved config). Each file is written atomically; everything is checked before the
-model is built, and bad input is one ``error:`` line with exit code 2.
+candidates, the chosen video's path, and the memory route of each evicted chunk), ``<stem>.ledger.json`` (NFE by
+kind, decodes, reward calls, time per component, peak memory) and ``<stem>.config.yaml`` (the resolved config).
+Each file is written atomically; existing files of that stem are replaced, which one ``note:`` line says before
+the run. Everything is checked before the model is built, and bad input is one ``error:`` line with exit code 2.
+``--frames`` and ``--seed`` are ``streamvid-generate``'s.
 
 Strategies (``strategy``): ``stream_t1`` (the `search` section), ``greedy`` (chunk-greedy, ``n`` children),
 ``best_of_n`` (``n`` whole videos), ``plain`` (one sample, no search).
@@ -26,11 +28,12 @@ from tqdm import tqdm
 
 from streamvid.core.atomic import atomic_write
 from streamvid.core.cli.errors import run_cli
-from streamvid.core.cli.paths import check_output_file, write_resolved_config
-from streamvid.core.config import ConfigError, check_choice, load_config
-from streamvid.core.generator_config import GeneratorConfig
+from streamvid.core.cli.paths import check_output_file, replacing_note, write_resolved_config
+from streamvid.core.config import ConfigError, check_at_least, check_choice, load_config
+from streamvid.core.generator_config import GeneratorConfig, check_generator
 from streamvid.core.rewards.configs import RewardSelection
 from streamvid.core.sampler import PromptSwitch
+from streamvid.core.video_io import SUPPORTED_EXTENSIONS
 from streamvid.tts.search import SearchConfig, SearchResult
 from streamvid.tts.strategy import STRATEGIES
 
@@ -73,8 +76,7 @@ class InferT1Config:
 
     def __post_init__(self) -> None:
         check_choice("strategy", self.strategy, STRATEGIES)
-        if self.n < 1 or self.fps < 1 or self.threads < 1:
-            raise ConfigError(f"n, fps and threads must be >= 1, got {self.n}, {self.fps}, {self.threads}")
+        check_at_least("", 1, n=self.n, fps=self.fps, threads=self.threads)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -82,7 +84,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="YAML file (schema: InferT1Config in streamvid.tts.cli)")
     parser.add_argument("--prompt", default=None, help="text prompt (required unless the config sets prompt)")
-    parser.add_argument("--out", required=True, help="output video path (.mp4); the other files go next to it")
+    parser.add_argument("--out", required=True,
+                        help="output video path (.mp4 or .gif; the video is written in both formats, the other "
+                             "files go next to it)")
+    parser.add_argument("--frames", type=int, default=None,
+                        help="latent frames (multiple of the chunk size; sets num_frames)")
+    parser.add_argument("--seed", type=int, default=None, help="noise seed of the search (sets search.seed)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config override, repeatable (e.g. strategy=greedy, search.top_k=3)")
     return parser.parse_args(argv)
@@ -90,14 +97,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def resolve_config(args: argparse.Namespace) -> InferT1Config:
     path = Path(args.config)
-    cfg = load_config(path, args.overrides, schema=InferT1Config)  # a missing file is a ConfigError there
+    cfg = load_config(path, args.overrides, schema=InferT1Config,  # a missing file is a ConfigError there
+                      check=lambda c: check_generator(c.generator))
     if args.prompt is not None:
         cfg = replace(cfg, prompt=args.prompt)
+    if args.frames is not None:
+        cfg = replace(cfg, num_frames=args.frames)
+    if args.seed is not None:
+        cfg = replace(cfg, search=replace(cfg.search, seed=args.seed))
     if cfg.prompt is None or not cfg.prompt.strip():
         raise ConfigError(f"no prompt: give --prompt \"a red circle moving left\" (the config {path} sets none)")
     chunk = cfg.generator.sampler.cache.chunk_frames
     if cfg.num_frames <= 0 or cfg.num_frames % chunk:
-        raise ConfigError(f"num_frames={cfg.num_frames} must be a positive multiple of the chunk size {chunk}")
+        raise ConfigError(f"--frames / num_frames {cfg.num_frames} must be a positive multiple of the chunk size {chunk}")
     for switch in PromptSwitch.from_mapping(cfg.prompt_switches):
         problem = switch.problem(cfg.num_frames // chunk)
         if problem is not None:
@@ -117,6 +129,16 @@ def resolve_config(args: argparse.Namespace) -> InferT1Config:
         raise ConfigError("generator.checkpoint is null: search needs a trained student (e.g. "
                           "assets/shapes/stream_r1_student)")
     return cfg
+
+
+def output_files(out: Path) -> dict[str, Path]:
+    """Everything a run writes for ``--out``: the video (``out``), the same video in the other format, the scores,
+    the search tree (JSON, PNG), the ledger and the resolved config, all named after ``out``'s stem."""
+    stem = out.with_suffix("")
+    other = ".gif" if out.suffix.lower() == ".mp4" else ".mp4"
+    return {"video": out, "other": stem.with_suffix(other), "scores": Path(f"{stem}.scores.json"),
+            "tree": Path(f"{stem}.tree.json"), "tree_png": Path(f"{stem}.tree.png"),
+            "ledger": Path(f"{stem}.ledger.json"), "config": Path(f"{stem}.config.yaml")}
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -144,7 +166,10 @@ def draw_tree(result: SearchResult, chunk_frames: int, path: Path, switches: Seq
 
 def infer(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
-    out = check_output_file(args.out, "--out", (".mp4",))
+    out = check_output_file(args.out, "--out", SUPPORTED_EXTENSIONS)
+    files = output_files(out)
+    if note := replacing_note(list(files.values())):
+        print(note, file=sys.stderr)
     from streamvid.core.generator import build_generator, prompt_vocabulary
     from streamvid.core.rewards import build_reward
     from streamvid.core.video_io import write_video
@@ -165,12 +190,8 @@ def infer(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     result, video = output.search, output.frames[0]
     best = result.best
-    stem = out.with_suffix("")
-    files = {"video": out, "gif": stem.with_suffix(".gif"), "scores": Path(f"{stem}.scores.json"),
-             "tree": Path(f"{stem}.tree.json"), "tree_png": Path(f"{stem}.tree.png"),
-             "ledger": Path(f"{stem}.ledger.json"), "config": Path(f"{stem}.config.yaml")}
     write_video(files["video"], video, fps=cfg.fps)
-    write_video(files["gif"], video, fps=cfg.fps)
+    write_video(files["other"], video, fps=cfg.fps)
     scores = {"prompt": cfg.prompt, "prompt_switches": {str(k): p for k, p in sorted(cfg.prompt_switches.items())},
               "strategy": cfg.strategy, "final": best.final, "seed": best.seed,
               "chunks": [{"chunk": k, "short": s, "long": lg, "fused": f,

@@ -3,7 +3,8 @@
 Builds the model, codec and text encoder from the config (random weights when `generator.checkpoint` is null,
 which the command says on the terminal), streams the video chunk by chunk with a progress bar, writes it
 atomically and writes the resolved config, prompt included, next to it as `<out stem>.config.yaml` (atomically
-too; no other file in the folder is touched). Feeding that file back (`--config red.config.yaml --out x.mp4`)
+too; no other file in the folder is touched). Existing files of those names are replaced, which a `note:` line
+says first. Feeding that file back (`--config red.config.yaml --out x.mp4`)
 makes the same video: the random initialisation is seeded by `init_seed`.
 
 Everything is checked before the model is built: the config, `--frames`, a non-blank prompt and the output
@@ -31,9 +32,9 @@ import torch
 from tqdm import tqdm
 
 from streamvid.core.cli.errors import run_cli
-from streamvid.core.cli.paths import check_output_file, write_resolved_config
+from streamvid.core.cli.paths import check_output_file, replacing_note, write_resolved_config
 from streamvid.core.config import ConfigError, load_config
-from streamvid.core.generator_config import GeneratorConfig
+from streamvid.core.generator_config import GeneratorConfig, check_generator
 from streamvid.core.video_io import SUPPORTED_EXTENSIONS, write_video
 
 PROG = "streamvid-generate"
@@ -106,7 +107,7 @@ def resolve_config(args: argparse.Namespace) -> GenerateConfig:
     config_path = Path(args.config)
     if not config_path.is_file():
         raise FileNotFoundError(f"config file not found: {config_path}")
-    cfg = load_config(config_path, args.overrides, schema=GenerateConfig)
+    cfg = load_config(config_path, args.overrides, schema=GenerateConfig, check=lambda c: check_generator(c.generator))
     if args.prompt is not None:
         cfg = replace(cfg, prompt=args.prompt)
     if args.frames is not None:
@@ -156,6 +157,8 @@ def generate(args: argparse.Namespace) -> int:
     config_out = out.with_name(f"{out.stem}.config.yaml")
     if config_out.is_dir():
         raise ConfigError(f"--out {out}: the resolved config goes to {config_out}, which is a directory")
+    if note := replacing_note([out, config_out]):
+        print(note, file=sys.stderr)
     # Inputs are checked: now import diffusers (seconds) and build. User errors above come back in ~2 s.
     from streamvid.core.generator import build_generator, prompt_vocabulary
 

@@ -15,7 +15,7 @@ from typing import Any
 from streamvid.core.atomic import atomic_write
 from streamvid.core.config import ConfigError, resolved_config_yaml
 
-__all__ = ["check_output_dir", "check_output_file", "write_resolved_config"]
+__all__ = ["check_output_dir", "check_output_file", "replacing_note", "write_resolved_config"]
 
 
 def check_output_dir(path: str | os.PathLike, what: str) -> Path:
@@ -47,6 +47,19 @@ def check_output_file(path: str | os.PathLike, what: str, suffixes: Sequence[str
         raise ConfigError(f"{what} {path} is a directory; give a file name such as {path / ('video' + suffixes[0])}")
     check_output_dir(path.parent, f"{what} {path}: folder")
     return path
+
+
+def replacing_note(paths: Sequence[str | os.PathLike]) -> str | None:
+    """The one terminal line a command prints before it replaces existing outputs (None when none exists).
+
+    The console scripts replace their outputs on a rerun (the same command makes the same files); this line says
+    so instead of overwriting silently: ``note: replacing outputs/x.mp4, outputs/x.config.yaml``.
+    """
+    existing = [str(p) for p in paths if Path(p).is_file()]
+    if not existing:
+        return None
+    shown = ", ".join(existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
+    return f"note: replacing {shown}"
 
 
 def write_resolved_config(cfg: Any, path: str | os.PathLike) -> Path:

@@ -36,9 +36,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
+from streamvid.core.checkpoints import save_safetensors
 from streamvid.core.rewards.base import AXES, BaseReward, check_reward_inputs
 from streamvid.core.rewards.configs import ShapesLearnedRewardConfig
 from streamvid.core.world.prompts import parse_prompt
@@ -197,8 +198,7 @@ def save_reward_net(net: ShapesRewardNet, directory: str | Path, extra: dict | N
     """Write ``net`` to ``directory`` as ``reward.safetensors`` + ``reward.json`` (``extra`` keys added)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
-    save_file(state, str(directory / WEIGHTS_FILE))
+    save_safetensors(net.state_dict(), directory / WEIGHTS_FILE)
     meta = {"net": dataclasses.asdict(net.config), "axes": list(ShapesLearnedReward.axes), **(extra or {})}
     (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return directory
