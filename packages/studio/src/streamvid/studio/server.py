@@ -153,6 +153,8 @@ class Connection:
         self.id = secrets.token_urlsafe(8)
         self.running: Running | None = None
         self.task: asyncio.Task | None = None
+        self.closed = False
+        """Set by `close`: a stream finishing after its client left keeps no download."""
         self._send_lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ sending
@@ -215,6 +217,7 @@ class Connection:
     async def close(self) -> None:
         """The client left: stop its stream (the worker frees the cache after the chunk in progress) and drop
         its downloads."""
+        self.closed = True
         self.studio.connections -= 1
         if self.running is not None:
             self.running.stop.set()
@@ -307,7 +310,9 @@ class Connection:
             stream.close()
             studio.live.discard(stream)
 
-    def _keep_download(self, stream: LiveStream) -> dict:
+    def _keep_download(self, stream: LiveStream) -> dict | None:
+        if self.closed:  # the client left while the stream finished: nothing to keep for it
+            return None
         command, cfg = stream.resolved_config()
         frames = to_uint8_frames(stream.video())
         name = f"studio-{self.id}"
