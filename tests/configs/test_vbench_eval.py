@@ -22,8 +22,9 @@ def test_vbench_config_is_five_seeds_of_the_stream_r1_generator(monkeypatch):
 
 
 def test_missing_prompt_list_is_one_line():
-    proc = subprocess.run([sys.executable, "-m", "streamvid.eval.cli", "--config", CONFIG], capture_output=True,
-                          text=True, timeout=300)
+    # device=cpu: on a CPU-only torch the config's cuda:0 is refused first (its own one line)
+    proc = subprocess.run([sys.executable, "-m", "streamvid.eval.cli", "--config", CONFIG,
+                           "--set", "generator.device=cpu"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "streamvid-eval: error: prompt file not found: weights/prompts/vbench_all_dimension.txt"]

@@ -38,12 +38,12 @@ def test_a_binary_config_is_one_line_naming_the_file(cmd, tmp_path):
 
 
 @pytest.mark.parametrize(("config", "overrides", "expected"), [
-    ("configs/generate/tiny.yaml", ["generator.device=cuda"],
+    ("configs/generate/tiny_random.yaml", ["generator.device=cuda"],
      "(--set generator.device=cuda): generator.device='cuda', but this torch has no CUDA device"),
     ("configs/generate/shapes_student.yaml", ["generator.height=64", "generator.width=64"],
      "(--set generator.height=64, --set generator.width=64): generator.height/width 64x64 make 16x16 tokens per frame, but "
      "generator.model.learned_positions cover 8x8"),
-    ("configs/generate/tiny.yaml", ["generator.text_encoder.kind=shapes_bag"],
+    ("configs/generate/tiny_random.yaml", ["generator.text_encoder.kind=shapes_bag"],
      "(--set generator.text_encoder.kind=shapes_bag): generator.text_encoder.kind=shapes_bag needs "
      "generator.model.text_dim >= 44 (one channel per shapes-world "
      "word), got 32"),
@@ -65,7 +65,7 @@ def test_an_empty_config_names_the_fields_that_do_not_fit(tmp_path):
 
 
 def test_eval_refuses_a_text_encoder_that_cannot_be_built(tmp_path):
-    line = _error(("streamvid-eval",), "--config", "configs/eval/shapes_smoke.yaml", "--set",
+    line = _error(("streamvid-eval",), "--config", "configs/eval/tiny_random_smoke.yaml", "--set",
                   f"output_dir={tmp_path}/run", "--set", "generator.text_encoder.kind=shapes_bag")
     assert "(--set generator.text_encoder.kind=shapes_bag): generator.text_encoder.kind=shapes_bag needs" in line
     assert not (tmp_path / "run").exists()
@@ -74,13 +74,14 @@ def test_eval_refuses_a_text_encoder_that_cannot_be_built(tmp_path):
 @pytest.mark.parametrize(("cmd", "override", "expected"), [
     (INFER, "n=0", "(--set n=0): n must be >= 1, got 0"),
     (INFER, "strategy=foo", "(--set strategy=foo): 'strategy' must be one of"),
-    (GENERATE + ("--config", "configs/generate/tiny.yaml"), "generator.sampler.cache.window_frames=-1",
-     "(--set generator.sampler.cache.window_frames=-1): 'window_frames' (-1) must be >= chunk_frames (3)"),
+    (GENERATE + ("--config", "configs/generate/tiny_random.yaml"), "generator.sampler.cache.local_attn_frames=-1",
+     "(--set generator.sampler.cache.local_attn_frames=-1): 'local_attn_frames' (-1) must be >= sink_frames + "
+     "chunk_frames (0 + 3)"),
     (("streamvid-train", "r1", "--config", "configs/train/shapes_r1.yaml"), "trainer.max_steps=-5",
      "(--set trainer.max_steps=-5): trainer.max_steps must be >= 1, got -5"),
-    (("streamvid-eval", "--config", "configs/eval/shapes_smoke.yaml"), "metrics=[sharpnes]",
+    (("streamvid-eval", "--config", "configs/eval/tiny_random_smoke.yaml"), "metrics=[sharpnes]",
      "(--set metrics=[sharpnes]): unknown metric 'sharpnes' in 'metrics' (did you mean 'sharpness'?)"),
-], ids=["n", "strategy", "window_frames", "max_steps", "metric_name"])
+], ids=["n", "strategy", "local_attn_frames", "max_steps", "metric_name"])
 def test_errors_name_the_override_and_the_field(cmd, override, expected, tmp_path):
     out = ("--out", tmp_path / "a.mp4") if cmd[0] in ("streamvid-generate", "streamvid-infer-t1") else ()
     line = _error(cmd, *out, "--set", override)
@@ -103,7 +104,7 @@ def test_make_eval_scores_flicker_exports_the_same_frames_and_adds_no_unrequeste
     import pandas as pd
 
     out = tmp_path / "run"
-    proc = run_script("streamvid-eval", "--config", "configs/eval/shapes_smoke.yaml", "--set", f"output_dir={out}",
+    proc = run_script("streamvid-eval", "--config", "configs/eval/tiny_random_smoke.yaml", "--set", f"output_dir={out}",
                       "--set", "export.enabled=true", "--set", "seeds=[0]")
     assert proc.returncode == 0, proc.stderr[-2000:]
     scores = pd.read_csv(out / "scores.csv")
@@ -151,7 +152,7 @@ def test_infer_t1_takes_a_gif_and_frames_says_it_replaces_and_keeps_the_umask(tm
 
 def test_generate_says_it_replaces_an_existing_video(tmp_path):
     out = tmp_path / "red.mp4"
-    cmd = (*GENERATE, "--config", "configs/generate/tiny.yaml", "--out", out, "--frames", "3")
+    cmd = (*GENERATE, "--config", "configs/generate/tiny_random.yaml", "--out", out, "--frames", "3")
     first = _run_with_umask(0o002, *cmd)
     assert first.returncode == 0 and "note: replacing" not in first.stderr, first.stderr[-2000:]
     assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in tmp_path.iterdir()} == {oct(0o664)}
