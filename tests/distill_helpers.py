@@ -261,7 +261,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--resume", action="store_true")
     a = p.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
-    run(a.mode, a.out, a.steps, a.devices, a.accumulate, a.ratio, a.n, a.real, a.probe, a.resume)
+    try:
+        run(a.mode, a.out, a.steps, a.devices, a.accumulate, a.ratio, a.n, a.real, a.probe, a.resume)
+    finally:
+        # Tear the gloo process group down before interpreter exit: left to the exit handlers, its threads can
+        # be destroyed while joinable ("terminate called without an active exception", SIGABRT) on a busy CPU.
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
