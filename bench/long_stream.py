@@ -1,7 +1,7 @@
 """Streams past the training length: 48-frame, 4-segment held-out streams under plain sampling (issue 18 §3).
 
     .venv/bin/python bench/long_stream.py --out outputs/bench/long_stream.json \
-        --variant shipped=assets/shapes/student
+        --config configs/generate/shapes_long_student.yaml --variant shipped=assets/shapes/dmd_long_student
 
 Every plan streams one held-out colour / shape pair (never trained on) through ``--segments`` single-direction
 prompts of ``--segment-chunks`` chunks each (default 4 x 4 chunks of 3 = 48 frames; the students were trained
@@ -66,12 +66,17 @@ def main() -> None:
     p.add_argument("--strip", default=None, help="PNG frame strip of the first plan, seed 0, every variant")
     args = p.parse_args()
     torch.set_num_threads(1)
-    variants = dict(v.split("=", 1) for v in (args.variant or ["shipped=assets/shapes/student"]))
+    variants: dict[str, str] = {}
+    for item in args.variant or ["shipped=assets/shapes/dmd_long_student"]:
+        name, sep, ckpt = item.partition("=")
+        if not (name and sep and ckpt) or not Path(ckpt).is_dir():
+            p.error(f"--variant {item!r}: expected NAME=CHECKPOINT with an existing checkpoint folder")
+        variants[name] = ckpt
     extra: dict[str, list[str]] = {name: [] for name in variants}
     for item in args.variant_set:
-        name, kv = item.split(":", 1)
-        if name not in extra:
-            raise SystemExit(f"error: --variant-set names unknown variant {name!r}")
+        name, sep, kv = item.partition(":")
+        if not sep or name not in extra:
+            p.error(f"--variant-set {item!r}: expected NAME:KEY=VALUE with NAME one of {list(extra)}")
         extra[name].append(kv)
     pairs = colour_shape_pairs(WorldConfig(), args.split)
     plans = segment_plans(pairs, args.prompts, args.segments)
@@ -88,8 +93,12 @@ def main() -> None:
         rows = []
         for seed in range(args.seeds):
             pixels = stream_plans(gen, plans, args.segment_chunks, seed=1000 + seed)
-            rows.append([[[s[k] for k in KEYS[:-1]] + [switch_integrity(pixels[i], plans[i], seg_frames)]
-                          for s in segment_scores(pixels[i], plans[i], seg_frames)] for i in range(len(plans))])
+            per_plan = []
+            for i in range(len(plans)):
+                after_switch = switch_integrity(pixels[i], plans[i], seg_frames)  # one value per stream
+                per_plan.append([[s[k] for k in KEYS[:-1]] + [after_switch]
+                                 for s in segment_scores(pixels[i], plans[i], seg_frames)])
+            rows.append(per_plan)
             if seed == 0:
                 strips[name] = pixels[0]
         table[name] = torch.tensor(rows, dtype=torch.float64)
@@ -151,10 +160,9 @@ def write_strip(strips: dict[str, torch.Tensor], plan: list[str], seg_frames: in
             ax.imshow(strips[name][f].permute(1, 2, 0).clamp(0, 1).numpy())
             ax.set_xticks([])
             ax.set_yticks([])
-            if f % seg_frames == 0:
-                for side in ("left",):
-                    ax.spines[side].set_color("red")
-                    ax.spines[side].set_linewidth(2)
+            if f % seg_frames == 0:  # a segment starts: its prompt was switched in here
+                ax.spines["left"].set_color("red")
+                ax.spines["left"].set_linewidth(2)
             if c == 0:
                 ax.set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
             if r == 0:
