@@ -23,6 +23,7 @@ from streamvid.distill.shapes_reward_config import ShapesRewardStageConfig
 from streamvid.distill.stage_config import OdePairsStageConfig, StudentStageConfig, TeacherStageConfig
 from streamvid.eval.runner_config import EvalConfig
 from streamvid.studio.config import StudioConfig
+from streamvid.tts.batch import InferT1BatchConfig
 from streamvid.tts.cli import InferT1Config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,6 +44,7 @@ SCHEMAS: dict[str, type | None] = {
     "experiments": DMDStageConfig,
     "experiments/stream_t1": InferT1Config,
     "configs/infer": InferT1Config,
+    "configs/infer/vbench_stream_t1.yaml": InferT1BatchConfig,
     "configs/studio": StudioConfig,
 }
 

@@ -125,9 +125,9 @@ def _scratch_root(tmp_path: Path) -> Path:
 
 
 def _outputs(command: str) -> list[str]:
-    """Paths an example says it writes: `--out X`, `output_dir=X`, `OUT=X`."""
+    """Paths an example says it writes: `--out X`, `--out-dir X`, `output_dir=X`, `OUT=X`."""
     words = shlex.split(command, comments=True)
-    paths = [words[k + 1] for k, w in enumerate(words[:-1]) if w == "--out"]
+    paths = [words[k + 1] for k, w in enumerate(words[:-1]) if w in ("--out", "--out-dir")]
     return paths + [w.split("=", 1)[1] for w in words if w.startswith(("output_dir=", "OUT="))]
 
 

@@ -38,14 +38,10 @@ its own shard, and rank 0 merges every shard into the tables after a barrier. Ea
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
-import os
-import re
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,9 +54,17 @@ from streamvid.core.atomic import atomic_write
 from streamvid.core.cli.errors import one_line
 from streamvid.core.cli.paths import check_output_dir, write_resolved_config
 from streamvid.core.config import ConfigError, load_config
+from streamvid.core.prompts import PromptEntry, file_stem, load_prompts
+from streamvid.core.sharding import (
+    append_record,
+    barrier,
+    read_shard,
+    setup_process_group,
+    shard_path,
+    sum_counts,
+)
 from streamvid.core.video_io import read_video, write_video
 from streamvid.eval.export import check_vbench_names, discover_videos, export_run
-from streamvid.eval.prompts import PromptEntry, load_prompts
 from streamvid.eval.report import write_report
 from streamvid.eval.runner_config import EvalConfig, ExportConfig, ReportConfig, WindowsConfig
 
@@ -92,9 +96,7 @@ class WorkItem:
         return json.dumps([self.entry.prompt, self.sample_index, self.seed], ensure_ascii=False)
 
     def video_name(self) -> str:
-        slug = re.sub(r"[^a-z0-9]+", "_", self.entry.prompt.lower()).strip("_")[:40] or "prompt"
-        digest = hashlib.sha1(self.entry.prompt.encode()).hexdigest()[:8]
-        return f"{slug}-{digest}-{self.sample_index}-s{self.seed}.mp4"
+        return f"{file_stem(self.entry.prompt)}-{self.sample_index}-s{self.seed}.mp4"
 
 
 @dataclass
@@ -134,12 +136,7 @@ def read_records(out_dir: str | Path) -> dict[str, dict]:
     """The newest record per video key over every ``scores*.jsonl`` shard (``ok`` beats ``failed``)."""
     best: dict[str, dict] = {}
     for path in sorted(Path(out_dir).glob("scores*.jsonl")):
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:  # a line cut short by a crash: that video is redone
-                warnings.warn(f"{path}:{number}: unreadable record skipped", stacklevel=2)
-                continue
+        for rec in read_shard(path):  # a line cut short by a crash is skipped: that video is redone
             old = best.get(rec["key"])
             if old is None or (rec["status"] == "ok", rec["finished_at"]) >= (old["status"] == "ok", old["finished_at"]):
                 best[rec["key"]] = rec
@@ -152,7 +149,7 @@ def run_eval(cfg: EvalConfig, *, generator: Any = None) -> EvalResult:
     ``generator`` overrides building one from ``cfg.generator``: any object with
     ``stream_video([prompt], num_frames, seed)`` yielding pixel chunks ``[1, t, 3, H, W]`` in [0, 1].
     """
-    rank, world, owns_group = _dist_setup()
+    rank, world, owns_group = setup_process_group()
     threads = torch.get_num_threads()
     try:
         if cfg.num_threads:
@@ -184,12 +181,12 @@ def _run(cfg: EvalConfig, generator: Any, rank: int, world: int) -> EvalResult:
         if any(not (out / "videos" / it.video_name()).is_file() for it in mine):
             generator = _build_generator(cfg)
         _check_text_encoder(cfg, announce=rank == 0)
-    _barrier(world)  # every rank has read the old config before rank 0 replaces it
+    barrier(world)  # every rank has read the old config before rank 0 replaces it
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         write_resolved_config(cfg, out / "config.yaml")
     existing = read_records(out)
-    shard = out / ("scores.jsonl" if world == 1 else f"scores.rank{rank}.jsonl")
+    shard = shard_path(out, "scores", rank, world)
     counts = dict(planned=len(mine), skipped=0, generated=0, scored=0, failed=0)
     bar = tqdm(mine, desc="eval", unit="video", file=sys.stderr, disable=not cfg.progress or rank != 0)
     for item in bar:
@@ -198,14 +195,14 @@ def _run(cfg: EvalConfig, generator: Any, rank: int, world: int) -> EvalResult:
             counts["skipped"] += 1
             continue
         rec = _process(item, prev if prev and prev["status"] == "ok" else None, cfg, metrics, out, generator, counts)
-        _append(shard, rec)
+        append_record(shard, rec)
         counts["failed" if rec["status"] != "ok" else "scored"] += 1
         bar.set_postfix(failed=counts["failed"])
-    _barrier(world)
+    barrier(world)
     if rank != 0:
-        _sum_counts(counts, world)
+        sum_counts(counts, world)
         return EvalResult(out, None, None, counts, notes)
-    counts = _sum_counts(counts, world)
+    counts = sum_counts(counts, world)
     table, windows = records_table(read_records(out), items)
     _write_tables(out, table, windows)
     rc = cfg.report
@@ -374,23 +371,6 @@ def _write_tables(out: Path, table: pd.DataFrame, windows: pd.DataFrame) -> None
         table.to_parquet(out / "scores.parquet", index=False)
 
 
-def _append(path: Path, rec: dict) -> None:
-    """Append one record as one line with a single O_APPEND write, then fsync (a crash loses at most it)."""
-    data = (json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8")
-    if path.is_file() and path.stat().st_size:
-        with path.open("rb") as f:
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n":  # a line cut short by a crash: end it so this record stays readable
-                data = b"\n" + data
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-    try:
-        while data:
-            data = data[os.write(fd, data):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _build_metrics(cfg: EvalConfig) -> dict:
     from streamvid.eval.metrics import build, list_metrics
 
@@ -414,34 +394,3 @@ def _check_same_run(cfg: EvalConfig, out: Path) -> None:
     if changed:
         raise ConfigError(f"output_dir {out} holds a run with different {', '.join(changed)}; its videos and scores "
                           "would mix with this run's: choose another output_dir or delete that one")
-
-
-def _dist_setup() -> tuple[int, int, bool]:
-    """(rank, world size, whether this call created the process group)."""
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size(), False
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, False
-    missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
-    if missing:
-        raise ConfigError(f"WORLD_SIZE={world} but {missing} unset: launch with torchrun --nproc_per_node N")
-    dist.init_process_group("gloo", rank=int(os.environ["RANK"]), world_size=world)
-    return dist.get_rank(), world, True
-
-
-def _sum_counts(counts: dict[str, int], world: int) -> dict[str, int]:
-    """The counts summed over every rank (a gloo all-reduce, which is also a barrier); ``counts`` itself when
-    one process runs."""
-    if world == 1:
-        return counts
-    keys = sorted(counts)
-    total = torch.tensor([counts[k] for k in keys], dtype=torch.long)
-    torch.distributed.all_reduce(total)
-    return dict(zip(keys, total.tolist(), strict=True))
-
-
-def _barrier(world: int) -> None:
-    if world > 1:
-        torch.distributed.barrier()

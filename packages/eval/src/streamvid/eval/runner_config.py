@@ -64,7 +64,7 @@ class EvalConfig:
     """``streamvid-eval``: prompts x seeds, a generator or a folder of videos, and metrics."""
 
     prompts: str | None = None
-    """Prompt suite (.txt / .csv / .json, see ``streamvid.eval.prompts``); optional with videos_dir."""
+    """Prompt suite (.txt / .csv / .json, see ``streamvid.core.prompts``); optional with videos_dir."""
     samples_per_prompt: int | None = None
     """Videos per prompt; null = len(seeds), or 1 without seeds (videos_dir: every index found)."""
     seeds: list[int] | None = None

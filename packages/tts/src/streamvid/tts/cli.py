@@ -11,6 +11,11 @@ the run. Everything is checked before the model is built, and bad input is one `
 
 Strategies (``strategy``): ``stream_t1`` (the `search` section), ``greedy`` (chunk-greedy, ``n`` children),
 ``best_of_n`` (``n`` whole videos), ``plain`` (one sample, no search).
+
+Over a prompt file (``--prompts FILE --out-dir DIR``, or a config that sets ``prompts`` / ``output_dir``): one video
+per (prompt, seed), each with the files above under ``DIR/videos/``, one table ``DIR/results.csv`` and
+``DIR/summary.md``; resumable, and sharded over ranks under ``torchrun`` (`streamvid.tts.batch`). ``--prompt``
+streams one video even with a config that lists a prompt file.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm import tqdm
@@ -31,11 +37,16 @@ from streamvid.core.cli.errors import run_cli
 from streamvid.core.cli.paths import check_output_file, replacing_note, write_resolved_config
 from streamvid.core.config import ConfigError, check_at_least, check_choice, load_config
 from streamvid.core.generator_config import GeneratorConfig, check_generator
+from streamvid.core.prompts import load_prompts
+from streamvid.core.rewards.base import RewardModel
 from streamvid.core.rewards.configs import RewardSelection
 from streamvid.core.sampler import PromptSwitch
 from streamvid.core.video_io import SUPPORTED_EXTENSIONS
 from streamvid.tts.search import SearchConfig, SearchResult
 from streamvid.tts.strategy import STRATEGIES
+
+if TYPE_CHECKING:
+    from streamvid.core.pipeline import StreamVidPipeline
 
 PROG = "streamvid-infer-t1"
 
@@ -44,6 +55,8 @@ examples (run from the repository root):
   streamvid-infer-t1 --config configs/infer/shapes_t1.yaml --prompt "a red circle moving left, then up" --out outputs/infer_t1/red.mp4
   streamvid-infer-t1 --config configs/infer/shapes_t1.yaml --prompt "a blue square moving down" --out outputs/infer_t1/blue_bon.mp4 --set strategy=best_of_n --set n=4
   streamvid-infer-t1 --config configs/infer/shapes_t1.yaml --prompt "a red circle moving left" --out outputs/infer_t1/long.mp4 --set num_frames=36 --set "prompt_switches={4: a red circle moving right, 8: a red circle moving up}"
+  streamvid-infer-t1 --config configs/infer/shapes_t1.yaml --prompts configs/eval/prompts/shapes_smoke.txt --out-dir outputs/infer_t1/smoke --set "seeds=[0, 1]"
+  torchrun --standalone --nproc_per_node 2 .venv/bin/streamvid-infer-t1 --config configs/infer/shapes_t1.yaml --prompts configs/eval/prompts/shapes_smoke.txt --out-dir outputs/infer_t1/smoke2
 """
 
 
@@ -82,23 +95,43 @@ class InferT1Config:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0], epilog=EXAMPLES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="YAML file (schema: InferT1Config in streamvid.tts.cli)")
-    parser.add_argument("--prompt", default=None, help="text prompt (required unless the config sets prompt)")
-    parser.add_argument("--out", required=True,
-                        help="output video path (.mp4 or .gif; the video is written in both formats, the other "
-                             "files go next to it)")
+    parser.add_argument("--config", required=True,
+                        help="YAML file (schema: InferT1Config in streamvid.tts.cli; one with prompts / seeds / "
+                             "output_dir: InferT1BatchConfig in streamvid.tts.batch)")
+    parser.add_argument("--prompt", default=None,
+                        help="text prompt of one video (required unless the config sets prompt or prompts)")
+    parser.add_argument("--out", default=None,
+                        help="output video path of one video (.mp4 or .gif; the video is written in both formats, the "
+                             "other files go next to it)")
+    parser.add_argument("--prompts", default=None, metavar="FILE",
+                        help="prompt file (.txt one prompt a line, .csv, .json; sets prompts): one video per prompt "
+                             "and seed (seeds), instead of --prompt")
+    parser.add_argument("--out-dir", default=None, metavar="DIR",
+                        help="with a prompt file: the run folder (sets output_dir; videos/, results.csv, summary.md); "
+                             "a rerun resumes it")
     parser.add_argument("--frames", type=int, default=None,
                         help="latent frames (multiple of the chunk size; sets num_frames)")
-    parser.add_argument("--seed", type=int, default=None, help="noise seed of the search (sets search.seed)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="noise seed of the search (sets search.seed; with a prompt file, seeds=[SEED])")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config override, repeatable (e.g. strategy=greedy, search.top_k=3)")
     return parser.parse_args(argv)
 
 
 def resolve_config(args: argparse.Namespace) -> InferT1Config:
+    """The config of the command line, checked (prompts against the rewards, frames, checkpoint) before any model
+    is built: an `InferT1Config` for one video, an `InferT1BatchConfig` for a prompt file."""
+    from streamvid.tts.batch import InferT1BatchConfig, resolve_batch
+
     path = Path(args.config)
-    cfg = load_config(path, args.overrides, schema=InferT1Config,  # a missing file is a ConfigError there
+    cfg = load_config(path, args.overrides, schema=InferT1BatchConfig,  # a missing file is a ConfigError there
                       check=lambda c: check_generator(c.generator))
+    if args.prompt is not None and args.prompts is not None:
+        raise ConfigError("give --prompt (one video) or --prompts FILE (one video per prompt and seed), not both")
+    if args.prompts is not None or (args.prompt is None and cfg.prompts is not None):
+        return check_search(resolve_batch(cfg, args))
+    if args.out_dir is not None:
+        raise ConfigError("--out-dir is the folder of a prompt file's run: give --prompts FILE (or --out for one video)")
     if args.prompt is not None:
         cfg = replace(cfg, prompt=args.prompt)
     if args.frames is not None:
@@ -106,7 +139,18 @@ def resolve_config(args: argparse.Namespace) -> InferT1Config:
     if args.seed is not None:
         cfg = replace(cfg, search=replace(cfg.search, seed=args.seed))
     if cfg.prompt is None or not cfg.prompt.strip():
-        raise ConfigError(f"no prompt: give --prompt \"a red circle moving left\" (the config {path} sets none)")
+        raise ConfigError(f"no prompt: give --prompt \"a red circle moving left\" or --prompts FILE (the config {path} "
+                          "sets none)")
+    if args.out is None:
+        raise ConfigError("no output: give --out outputs/infer_t1/video.mp4")
+    return check_search(cfg.video_config(), [cfg.prompt])
+
+
+def check_search(cfg: InferT1Config, prompts: Sequence[str] | None = None) -> InferT1Config:
+    """``cfg`` with its budget planned, after the checks shared by both modes: frames, prompt switches, the
+    rewards' weights and ``prompts`` (default: the prompt file's; each with the switches' prompts), the checkpoint."""
+    if prompts is None:
+        prompts = [e.prompt for e in load_prompts(cfg.prompts)]
     chunk = cfg.generator.sampler.cache.chunk_frames
     if cfg.num_frames <= 0 or cfg.num_frames % chunk:
         raise ConfigError(f"--frames / num_frames {cfg.num_frames} must be a positive multiple of the chunk size {chunk}")
@@ -120,7 +164,7 @@ def resolve_config(args: argparse.Namespace) -> InferT1Config:
         search, n = plan_for_budget(cfg.strategy, cfg.budget, cfg.search)
         cfg = replace(cfg, search=search if cfg.strategy == "stream_t1" else cfg.search, n=n)
     cfg.reward.check_paths("reward")
-    prompts = [cfg.prompt, *cfg.prompt_switches.values()]
+    prompts = [*prompts, *cfg.prompt_switches.values()]
     cfg.reward.check_prompts(prompts, "reward")
     if cfg.short_reward is not None:
         cfg.short_reward.check_paths("short_reward")
@@ -164,27 +208,56 @@ def draw_tree(result: SearchResult, chunk_frames: int, path: Path, switches: Seq
         plt.close(fig)
 
 
-def infer(args: argparse.Namespace) -> int:
-    cfg = resolve_config(args)
-    out = check_output_file(args.out, "--out", SUPPORTED_EXTENSIONS)
-    files = output_files(out)
-    if note := replacing_note(list(files.values())):
-        print(note, file=sys.stderr)
+@dataclass
+class Searcher:
+    """What a run builds once and searches every video with: the student pipeline and the reward(s)."""
+
+    pipe: StreamVidPipeline
+    reward: RewardModel
+    short_reward: RewardModel | None = None
+
+
+@dataclass(frozen=True)
+class VideoSummary:
+    """One searched video as the terminal line and ``results.csv`` report it."""
+
+    final: float | None
+    """The chosen video's final score; None when nothing was picked (one beam)."""
+    nfe: int
+    cost_multiple: float
+    """NFE in multiples of plain sampling's."""
+    seconds: float
+    """Wall time of the search (the files' writing excluded)."""
+
+
+def build_searcher(cfg: InferT1Config, prompts: Sequence[str]) -> Searcher:
+    """The pipeline (its text vocabulary from ``prompts`` and the switches) and the rewards of ``cfg``; sets torch's
+    thread count to ``cfg.threads``."""
     from streamvid.core.generator import build_generator, prompt_vocabulary
     from streamvid.core.rewards import build_reward
-    from streamvid.core.video_io import write_video
-    from streamvid.tts.strategy import SearchStrategy
 
     torch.set_num_threads(cfg.threads)
     reward = build_reward(cfg.reward.config())
     short_reward = build_reward(cfg.short_reward.config()) if cfg.short_reward is not None else None
-    switches = PromptSwitch.from_mapping(cfg.prompt_switches)
-    pipe = build_generator(cfg.generator, vocabulary=prompt_vocabulary([cfg.prompt, *cfg.prompt_switches.values()]))
+    pipe = build_generator(cfg.generator, vocabulary=prompt_vocabulary([*prompts, *cfg.prompt_switches.values()]))
     pipe.set_progress_bar_config(disable=True)
-    strategy = SearchStrategy(reward, cfg.strategy, cfg.search, cfg.n, short_reward)
+    return Searcher(pipe, reward, short_reward)
+
+
+def search_and_write(cfg: InferT1Config, searcher: Searcher, files: dict[str, Path],
+                     progress: bool = True) -> VideoSummary:
+    """Search ``cfg.prompt``'s video (seed ``cfg.search.seed``) and write `output_files` ``files``: the video (mp4 and
+    gif), scores, tree (JSON, PNG), ledger and ``cfg`` itself (a config that regenerates this video)."""
+    from streamvid.core.video_io import write_video
+    from streamvid.tts.strategy import SearchStrategy
+
+    pipe = searcher.pipe
+    switches = PromptSwitch.from_mapping(cfg.prompt_switches)
+    strategy = SearchStrategy(searcher.reward, cfg.strategy, cfg.search, cfg.n, searcher.short_reward)
     chunks = cfg.num_frames // pipe.sampler.chunk_frames
     start = time.perf_counter()
-    with tqdm(total=strategy.progress_total(chunks), desc=cfg.strategy, unit="chunk", file=sys.stderr) as bar:
+    with tqdm(total=strategy.progress_total(chunks), desc=cfg.strategy, unit="chunk", file=sys.stderr,
+              disable=not progress) as bar:
         strategy.on_chunk = lambda k: bar.update(1)
         output = pipe(cfg.prompt, cfg.num_frames, search=strategy, prompt_switches=switches, output_type="pt")
     seconds = time.perf_counter() - start
@@ -206,9 +279,24 @@ def infer(args: argparse.Namespace) -> int:
     ledger = result.ledger.to_dict() | {"plain_nfe": plain_nfe, "cost_multiple": round(result.ledger.nfe / plain_nfe, 3)}
     _write_json(files["ledger"], ledger)
     write_resolved_config(cfg, files["config"])
-    final = "n/a (one beam, nothing to pick)" if best.final is None else f"{best.final:.4f}"
-    print(f"{PROG}: {cfg.strategy}: final score {final}, NFE {result.ledger.nfe} ({ledger['cost_multiple']}x plain), "
-          f"wall time {seconds:.1f} s", file=sys.stderr)
+    return VideoSummary(best.final, result.ledger.nfe, ledger["cost_multiple"], seconds)
+
+
+def infer(args: argparse.Namespace) -> int:
+    from streamvid.tts.batch import InferT1BatchConfig, run_batch
+
+    cfg = resolve_config(args)
+    if isinstance(cfg, InferT1BatchConfig):  # a prompt file
+        run_batch(cfg)
+        return 0
+    out = check_output_file(args.out, "--out", SUPPORTED_EXTENSIONS)
+    files = output_files(out)
+    if note := replacing_note(list(files.values())):
+        print(note, file=sys.stderr)
+    summary = search_and_write(cfg, build_searcher(cfg, [cfg.prompt]), files)
+    final = "n/a (one beam, nothing to pick)" if summary.final is None else f"{summary.final:.4f}"
+    print(f"{PROG}: {cfg.strategy}: final score {final}, NFE {summary.nfe} ({summary.cost_multiple}x plain), "
+          f"wall time {summary.seconds:.1f} s", file=sys.stderr)
     print(f"{PROG}: wrote {', '.join(str(p) for p in files.values())}", file=sys.stderr)
     return 0
 

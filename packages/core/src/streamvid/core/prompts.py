@@ -13,19 +13,24 @@ that names the file and the line (``.txt`` / ``.csv``) or the item index (``.jso
 are refused: a suite is keyed by ``(prompt, seed)`` and VBench names files ``{prompt}-{i}.mp4``, so a duplicate
 would overwrite the other's videos and scores. Prompts that differ only in case (VBench has both "A fantasy
 landscape" and "a fantasy landscape") are distinct.
+
+Read by ``streamvid-eval`` (``prompts:``) and ``streamvid-infer-t1 --prompts``; `file_stem` names a prompt's files in
+both runs' ``videos/`` folders.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from streamvid.core.config import ConfigError
 
-__all__ = ["PromptEntry", "PromptFileError", "load_prompts"]
+__all__ = ["PromptEntry", "PromptFileError", "file_stem", "load_prompts"]
 
 SUFFIXES = (".txt", ".csv", ".json")
 
@@ -62,6 +67,13 @@ def load_prompts(path: str | Path) -> list[PromptEntry]:
     if not items:
         raise PromptFileError(f"prompt file {path} holds no prompts")
     return _check_unique(path, items)
+
+
+def file_stem(prompt: str) -> str:
+    """A file-name stem for ``prompt``: its first 40 characters as a lower-case slug, then 8 hex digits of its SHA-1
+    (``"A red circle!"`` -> ``a_red_circle-<8 hex>``), so prompts that differ only in case or punctuation differ."""
+    slug = re.sub(r"[^a-z0-9]+", "_", prompt.lower()).strip("_")[:40] or "prompt"
+    return f"{slug}-{hashlib.sha1(prompt.encode()).hexdigest()[:8]}"
 
 
 def _read_txt(path: Path, text: str) -> list[tuple[str, str, str | None]]:

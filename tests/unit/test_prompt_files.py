@@ -7,7 +7,7 @@ import json
 import pytest
 
 from streamvid.core.config import ConfigError
-from streamvid.eval.prompts import PromptEntry, PromptFileError, load_prompts
+from streamvid.core.prompts import PromptEntry, PromptFileError, load_prompts
 
 
 def test_txt_skips_blank_and_comment_lines_and_numbers_prompts(tmp_path):
