@@ -32,8 +32,15 @@ def test_plan_arithmetic_by_hand():
     assert (fp32_engine.parameters, fp32_engine.gradients, fp32_engine.frozen_weights) == (1200, 300, 4000)
     assert fp32_engine.host_peak_loading == 4 * 300 + 2 * 1000 + 50  # + the mapped file while reading it
     z3 = plan_memory(student=100, critic=200, real=1000, world_size=4, zero_stage=3, bf16_engine=True,
-                     frozen_itemsize=2)
-    assert (z3.parameters, z3.gradients, z3.optimizer_states, z3.frozen_weights, z3.ema) == (150, 150, 900, 500, 200)
+                     frozen_itemsize=2, max_live_elements=400, largest_module=30, extra_frozen_bytes=10,
+                     loading_transient_bytes=50)
+    assert (z3.parameters, z3.gradients, z3.optimizer_states, z3.frozen_weights, z3.ema) == (150, 150, 900, 510, 200)
+    assert z3.live_gathered == 2 * 400  # DeepSpeed keeps at most max_live elements gathered
+    # zero.Init: (300 + 1000) x 2 B / 4 ranks, one 30-parameter module gathered and read (12 B each), the extras;
+    # no mapped weight file (read a module at a time)
+    assert z3.host_peak_loading == 1300 * 2 / 4 + 12 * 30 + 10
+    assert plan_memory(student=100, critic=200, real=1000, world_size=4, zero_stage=3, bf16_engine=False,
+                       frozen_itemsize=2, max_live_elements=10**9).live_gathered == 4 * 1300  # all of it
     plain = plan_memory(student=100, critic=200, real=1000, world_size=1, zero_stage=0, bf16_engine=False,
                         frozen_itemsize=4, bucket_elements=5)
     assert plain.buffers == 0  # no DeepSpeed, no buckets

@@ -211,7 +211,8 @@ class DeepSpeedSection:
 
     enabled: bool = False
     zero_stage: int = 2
-    """1, 2 or 3 (3 also partitions the frozen real score, kept inside the engine)."""
+    """1, 2 or 3 (3 also partitions the weights, the frozen real score's too, each built inside
+    ``deepspeed.zero.Init`` by `DMDModule.configure_model`)."""
 
     def __post_init__(self) -> None:
         check_choice("deepspeed.zero_stage", self.zero_stage, (1, 2, 3))
@@ -260,7 +261,8 @@ class DMDStageConfig(RunConfig):
     frozen_dtype: str = "float32"
     """The dtype the real score is loaded straight into (diffusers ``from_pretrained(torch_dtype=...)``: built on
     the meta device, safetensors read into the dtype; paper rows: bfloat16). A critic initialised from the teacher
-    is copied and made float32 (it trains)."""
+    is copied and made float32 (it trains). Under ZeRO-3 every network is built inside ``deepspeed.zero.Init`` in
+    the engine's weight dtype (bf16 with ``bf16-mixed``), partitioned as it is read."""
     model: WanModelConfig = field(default_factory=WanModelConfig)
     """The student's sizes (mount model/shapes_probe.yaml): a checkpoint of another size fails before training."""
     sampler: SamplerConfig = field(default_factory=SamplerConfig)

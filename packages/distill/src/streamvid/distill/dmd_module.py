@@ -16,7 +16,9 @@ steps), each group clipped to its own norm, and the EMA of the generator (from `
 
 Networks live in one `ModuleDict` (``nets.generator``, ``nets.critic``, frozen ``nets.real``) so DeepSpeed builds one
 engine over them (ZeRO-3 partitions the frozen real score too); the reward, codec and text encoder are kept out of
-the module tree (tuples), the generator's EMA too (saved in the checkpoint by `on_save_checkpoint`).
+the module tree (tuples), the generator's EMA too (saved in the checkpoint by `on_save_checkpoint`). Under ZeRO-3
+the networks are not passed built but as a ``build_networks`` callable, which `configure_model` calls inside
+Lightning's ``deepspeed.zero.Init`` context, so they are partitioned as they are constructed.
 
 What the module is given rather than knows: its prompts (a `PromptSource`: a prompt file or the shapes world)
 and, as a `Callback` (`streamvid.distill.dmd_callbacks.DMDSamples`), everything written beside training (sample
@@ -36,6 +38,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import Counter
+from collections.abc import Callable
 
 import lightning.pytorch as pl
 import torch
@@ -82,15 +85,18 @@ class DMDModule(pl.LightningModule):
         prompts: the training prompts (`streamvid.distill.prompts.prompt_source(cfg)`).
     """
 
-    def __init__(self, student, real, critic, reward, codec, text, cfg: DMDStageConfig, prompts: PromptSource):
+    def __init__(self, student, real, critic, reward, codec, text, cfg: DMDStageConfig, prompts: PromptSource,
+                 build_networks: Callable[[], tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]] | None = None):
         super().__init__()
         self.automatic_optimization = False
         self.cfg = cfg
-        real.requires_grad_(False).eval()
-        self.nets = torch.nn.ModuleDict({"generator": student, "critic": critic, "real": real})
+        self._build_networks = build_networks
+        if student is not None:
+            self._attach(student, real, critic)
+        elif build_networks is None:
+            raise ValueError("DMDModule needs the networks (student, real, critic) or build_networks")
         self._reward, self._codec, self._text = (reward,), (codec,), (text,)
         self._ema_box: list[EMA] = []  # a list keeps the EMA out of the module tree (and out of the DeepSpeed engine)
-        self.sampler = StreamingSampler.from_config(student, cfg.sampler)
         height, width = cfg.video_size
         self.latent_shape = (codec.latent_channels, height // codec.spatial_ratio, width // codec.spatial_ratio)
         self.prompts = prompts
@@ -98,6 +104,17 @@ class DMDModule(pl.LightningModule):
         self.counters: Counter[str] = Counter()
         self._exit_steps: list[int] = []  # exit steps of the generator steps (a histogram in TensorBoard)
         self.progress_metrics = {}
+
+    def _attach(self, student: torch.nn.Module, real: torch.nn.Module, critic: torch.nn.Module) -> None:
+        real.requires_grad_(False).eval()
+        self.nets = torch.nn.ModuleDict({"generator": student, "critic": critic, "real": real})
+        self.sampler = StreamingSampler.from_config(student, self.cfg.sampler)
+
+    def configure_model(self) -> None:
+        """Build the networks from ``build_networks`` when they were not given: Lightning calls this inside
+        ``deepspeed.zero.Init`` under ZeRO-3 (each parameter partitioned as it is created), once per fit."""
+        if self._build_networks is not None and "nets" not in self._modules:
+            self._attach(*self._build_networks())
 
     # ------------------------------------------------------------------ parts
     @property

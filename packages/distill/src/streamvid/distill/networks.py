@@ -32,6 +32,7 @@ __all__ = [
     "check_same_config",
     "export_model",
     "load_model_dir",
+    "load_model_dir_partitioned",
     "plain_copy",
     "stored_dtype",
     "wan_sizes",
@@ -140,17 +141,116 @@ def load_model_dir(path: str | os.PathLike, key: str, dtype: torch.dtype | None 
     The modules diffusers keeps in float32 are copied out of the memory-mapped file, which is then released (as
     views they kept an fp32 file of the whole network resident: measured by ``bench/memory_plan.py``).
     """
-    config = check_model_dir(path, key)
-    if config["_class_name"] == "ConvFlowNet":
-        from streamvid.core.conv_flow import ConvFlowNet as cls
-    else:
-        from streamvid.core.causal_wan import CausalWanModel as cls
+    cls = _model_class(check_model_dir(path, key))
     if dtype is None:
         return cls.from_pretrained(str(path))
     model = cls.from_pretrained(str(path), torch_dtype=dtype, low_cpu_mem_usage=True)
     for tensor in (*model.parameters(), *model.buffers()):
         if tensor.dtype != dtype:  # kept in float32 (diffusers' `_keep_in_fp32_modules`): a view of the mapped
             tensor.data = tensor.data.clone()  # safetensors file, which would keep the whole file resident
+    return model
+
+
+def _model_class(config: dict[str, Any]) -> type:
+    """The class `load_model_dir` builds for a checked ``config.json`` (a stock Wan loads as `CausalWanModel`)."""
+    if config["_class_name"] == "ConvFlowNet":
+        from streamvid.core.conv_flow import ConvFlowNet
+
+        return ConvFlowNet
+    from streamvid.core.causal_wan import CausalWanModel
+
+    return CausalWanModel
+
+
+def _weight_files(path: Path) -> dict[str, Path]:
+    """Tensor name -> the safetensors file holding it (one file, or the shards of an index)."""
+    from safetensors import safe_open
+
+    index = path / WEIGHT_FILES[1]
+    if index.is_file():
+        return {name: path / file for name, file in json.loads(index.read_text())["weight_map"].items()}
+    with safe_open(str(path / WEIGHT_FILES[0]), framework="pt") as f:
+        return dict.fromkeys(f.keys(), path / WEIGHT_FILES[0])
+
+
+def _constructed_buffers(cls: type, kwargs: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The buffers ``cls(**kwargs)`` computes, built with zero.Init's wrappers switched off and the parameters
+    on the meta device (no memory): under the wrappers every floating tensor the constructor makes is cast to
+    the engine's dtype as it is created, so the float64 rope tables would be computed in float32 (or bf16)."""
+    from accelerate import init_empty_weights
+    from deepspeed.runtime.zero.partition_parameters import restore_init_context, shutdown_init_context
+
+    shutdown_init_context()
+    try:
+        with init_empty_weights(include_buffers=False):
+            reference = cls(**kwargs)
+    finally:
+        restore_init_context()
+    return dict(reference.named_buffers())
+
+
+def load_model_dir_partitioned(path: str | os.PathLike, key: str) -> torch.nn.Module:
+    """`load_model_dir` for ZeRO-3: called inside an active ``deepspeed.zero.Init`` (Lightning's
+    ``configure_model`` hook under `DeepSpeedStrategy`), so every parameter is partitioned over the ranks as the
+    module is constructed and no rank ever holds the whole network.
+
+    The weights are then copied in one submodule at a time (the HF-transformers recipe for ZeRO-3 checkpoints):
+    the submodule's own parameters are gathered (``deepspeed.zero.GatheredParameters(modifier_rank=0)``), rank 0
+    reads them from the safetensors files and converts them to the parameters' dtype (zero.Init's: the engine's
+    weight dtype), and leaving the context re-partitions rank 0's values over every rank. Buffers are not
+    partitioned and are read on every rank. Per rank the peak is the network's partition (its size / world size)
+    plus one submodule in full; each file is opened per submodule, so its mapped pages do not accumulate.
+
+    A name the network has but the files lack keeps its constructed value (as diffusers' ``from_pretrained``
+    does for the causal-only parameters of a stock Wan); a tensor the network does not have, or one of another
+    shape, is a `ConfigError` naming ``key`` and the directory.
+    """
+    import deepspeed
+    from deepspeed.runtime.zero import partition_parameters
+    from safetensors import safe_open
+
+    if partition_parameters.zero_init_context == 0:
+        raise RuntimeError("load_model_dir_partitioned needs an active deepspeed.zero.Init context")
+    path = Path(path)
+    config = check_model_dir(path, key)
+    cls, kwargs = _model_class(config), {k: v for k, v in config.items() if not k.startswith("_")}
+    model = cls(**kwargs)
+    with torch.no_grad():  # buffers computed by the constructor (rope tables): zero.Init's tensor wrappers
+        computed = _constructed_buffers(cls, kwargs)  # cast its float64 intermediates to the engine dtype
+        for name, buffer in model.named_buffers():
+            buffer.copy_(computed[name].to(buffer.dtype))
+    files = _weight_files(path)
+    names = {p_name for p_name, _ in model.named_parameters()} | {b_name for b_name, _ in model.named_buffers()}
+    if unknown := sorted(set(files) - names):
+        raise ConfigError(f"{key}: {path} holds tensors the {config['_class_name']} does not have: "
+                          f"{', '.join(unknown[:4])}{' ...' if len(unknown) > 4 else ''}")
+    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+
+    def read(names_in_file: list[str], targets: list[torch.Tensor]) -> None:
+        by_file: dict[Path, list[tuple[str, torch.Tensor]]] = {}
+        for name, target in zip(names_in_file, targets, strict=True):
+            by_file.setdefault(files[name], []).append((name, target))
+        for file, pairs in by_file.items():
+            with safe_open(str(file), framework="pt") as f:
+                for name, target in pairs:
+                    value = f.get_tensor(name)
+                    if value.shape != target.shape:
+                        raise ConfigError(f"{key}: {path}: {name} has shape {tuple(value.shape)}, the "
+                                          f"{config['_class_name']} {tuple(target.shape)}")
+                    target.copy_(value.to(target.dtype))
+
+    with torch.no_grad():
+        for prefix, module in model.named_modules():
+            own = [(f"{prefix}.{n}" if prefix else n, p) for n, p in module.named_parameters(recurse=False)]
+            own = [(n, p) for n, p in own if n in files]
+            if own:
+                with deepspeed.zero.GatheredParameters([p for _, p in own], modifier_rank=0):
+                    if rank == 0:
+                        read([n for n, _ in own], [p.data for _, p in own])
+            buffers = [(f"{prefix}.{n}" if prefix else n, b) for n, b in module.named_buffers(recurse=False)]
+            buffers = [(n, b) for n, b in buffers if b is not None and n in files]
+            if buffers:
+                read([n for n, _ in buffers], [b for _, b in buffers])
     return model
 
 

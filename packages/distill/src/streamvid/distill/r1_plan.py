@@ -23,13 +23,19 @@ T = student + critic parameters, F = the real score's, s = 1/N where a ZeRO stag
   (tokens x layers x dim x a, a = 2 B under bf16, else 4 B) plus one block's activations for one chunk (chunk
   tokens x (18 dim + 2 ffn) x a); without it, every block's (tokens x layers x (18 dim + 2 ffn) x a)
   (docs/reproduction.md §4); the larger of the student's and the critic's;
+* ZeRO-3's live gathered parameters: DeepSpeed keeps the layers it all-gathered for a forward resident up to
+  ``stage3_max_live_parameters`` elements (and re-uses them within ``stage3_max_reuse_distance``), so
+  min(max live, S + C + F) x w per rank (`deepspeed_cpu.deepspeed_config` sets DeepSpeed's defaults, 1e9);
 * peak host RAM while loading, per rank: the student and critic in fp32 (4 B), the real score in
   ``frozen_dtype`` (read straight into it) plus its largest safetensors file, which is mapped while it is read
   (without the directory: diffusers' 10 GB shards, or the whole network in fp32 when smaller), text encoder and
-  VAE in their dtypes; today's path (before the dtype fields) loaded all of them in fp32 (its files are the
-  weights: no extra copy).
+  VAE in their dtypes. Under ZeRO-3 the networks are built inside ``deepspeed.zero.Init``
+  (`networks.load_model_dir_partitioned`): (T + F) x w / N, plus the largest single module gathered in full
+  while rank 0 reads it (x 12 B: the gathered fp32 weights, the tensor read and its mapped file pages); today's
+  path (before the dtype fields and zero.Init) loaded every network whole in fp32 on every rank (its files are
+  the weights: no extra copy).
 
-ZeRO-3's live all-gathered layers and the reward model (VideoAlign, ~4.4 GB bf16) are not included.
+The reward model (VideoAlign, ~4.4 GB bf16) is not included.
 """
 
 from __future__ import annotations
@@ -59,6 +65,9 @@ class NetworkCount:
     dim: int = 0
     ffn_dim: int = 0
     num_layers: int = 0
+    largest_module: int = 0
+    """The parameters of the largest single module (its own, not its children's): ZeRO-3 loading gathers one at
+    a time."""
 
 
 @dataclass
@@ -76,6 +85,7 @@ class MemoryPlan:
     ema: float
     activations: float
     buffers: float
+    live_gathered: float
     host_peak_loading: float
     host_peak_loading_fp32: float
     notes: list[str] = field(default_factory=list)
@@ -83,13 +93,14 @@ class MemoryPlan:
     @property
     def device_total(self) -> float:
         return (self.parameters + self.gradients + self.optimizer_states + self.frozen_weights + self.ema
-                + self.activations + self.buffers)
+                + self.activations + self.buffers + self.live_gathered)
 
     def rows(self) -> list[tuple[str, float]]:
+        live = [("ZeRO-3 live gathered parameters", self.live_gathered / GIB)] if self.zero_stage == 3 else []
         return [("parameters (trainable weights)", self.parameters / GIB), ("gradients", self.gradients / GIB),
                 ("optimizer states", self.optimizer_states / GIB), ("frozen weights", self.frozen_weights / GIB),
                 ("generator EMA", self.ema / GIB), ("activations (estimate)", self.activations / GIB),
-                ("DeepSpeed buckets", self.buffers / GIB),
+                ("DeepSpeed buckets", self.buffers / GIB), *live,
                 ("total per rank (device)", self.device_total / GIB),
                 ("peak host RAM while loading", self.host_peak_loading / GIB),
                 ("  the same with every network in fp32", self.host_peak_loading_fp32 / GIB)]
@@ -98,7 +109,8 @@ class MemoryPlan:
 def plan_memory(*, student: int, critic: int, real: int, world_size: int, zero_stage: int, bf16_engine: bool,
                 frozen_itemsize: int, extra_frozen_bytes: int = 0, activation_bytes: int = 0,
                 extra_frozen_fp32_bytes: int | None = None, bucket_elements: int = 0,
-                loading_transient_bytes: int = 0) -> MemoryPlan:
+                loading_transient_bytes: int = 0, max_live_elements: int = 0,
+                largest_module: int = 0) -> MemoryPlan:
     """The per-rank arithmetic of the module docstring, in bytes (parameter counts in, `MemoryPlan` out).
 
     Args:
@@ -110,7 +122,10 @@ def plan_memory(*, student: int, critic: int, real: int, world_size: int, zero_s
             (default: ``extra_frozen_bytes``).
         activation_bytes: the activation estimate (`activation_estimate`).
         bucket_elements: DeepSpeed's reduce + all-gather / prefetch bucket sizes (ZeRO stages only).
-        loading_transient_bytes: the real score's largest weight file, mapped while it is read into its dtype.
+        loading_transient_bytes: the real score's largest weight file, mapped while it is read into its dtype
+            (not under ZeRO-3, which reads one module at a time).
+        max_live_elements: ZeRO-3's ``stage3_max_live_parameters``; largest_module: the parameters of the
+            largest single module of the three networks (ZeRO-3 loading).
     """
     if zero_stage not in (0, 2, 3):
         raise ValueError(f"zero_stage must be 0, 2 or 3, got {zero_stage}")
@@ -127,11 +142,16 @@ def plan_memory(*, student: int, critic: int, real: int, world_size: int, zero_s
     ema = student * w
     if extra_frozen_fp32_bytes is None:
         extra_frozen_fp32_bytes = extra_frozen_bytes
-    host = 4 * trainable + frozen_itemsize * real + extra_frozen_bytes + loading_transient_bytes
+    if zero_stage == 3:
+        host = (trainable + real) * w / n + 12 * largest_module + extra_frozen_bytes
+        live = min(max_live_elements, trainable + real) * w
+    else:
+        host = 4 * trainable + frozen_itemsize * real + extra_frozen_bytes + loading_transient_bytes
+        live = 0
     host_fp32 = 4 * (trainable + real) + extra_frozen_fp32_bytes
     buffers = bucket_elements * w if zero_stage else 0
     return MemoryPlan(n, zero_stage, bf16_engine, parameters, gradients, optimizer, frozen, ema,
-                      float(activation_bytes), float(buffers), float(host), float(host_fp32))
+                      float(activation_bytes), float(buffers), float(live), float(host), float(host_fp32))
 
 
 def activation_estimate(net: NetworkCount, tokens: int, chunk_tokens: int, itemsize: int, checkpointing: bool) -> int:
@@ -142,20 +162,24 @@ def activation_estimate(net: NetworkCount, tokens: int, chunk_tokens: int, items
     return tokens * net.num_layers * per_token_block * itemsize
 
 
-def _meta_count(cls, config: dict) -> int:
+def _meta_counts(cls, config: dict) -> tuple[int, int]:
+    """(parameters, parameters of the largest single module) of ``cls.from_config(config)`` on the meta device."""
     with torch.device("meta"):
         model = cls.from_config(config)
-    return sum(p.numel() for p in model.parameters())
+    largest = max(sum(p.numel() for p in m.parameters(recurse=False)) for m in model.modules())
+    return sum(p.numel() for p in model.parameters()), largest
+
+
+def _meta_count(cls, config: dict) -> int:
+    return _meta_counts(cls, config)[0]
 
 
 def _wan_count(name: str, sizes: WanModelConfig, source: str) -> NetworkCount:
     from streamvid.core.causal_wan import CausalWanModel
 
-    with torch.device("meta"):
-        model = CausalWanModel(**sizes.to_diffusers_kwargs())
-    params = sum(p.numel() for p in model.parameters())
+    params, largest = _meta_counts(CausalWanModel, sizes.to_diffusers_kwargs())
     return NetworkCount(name, params, source, sizes.num_attention_heads * sizes.attention_head_dim, sizes.ffn_dim,
-                        sizes.num_layers)
+                        sizes.num_layers, largest)
 
 
 def _dir_count(name: str, path: str) -> NetworkCount | None:
@@ -167,12 +191,14 @@ def _dir_count(name: str, path: str) -> NetworkCount | None:
     if config.get("_class_name") == "ConvFlowNet":
         from streamvid.core.conv_flow import ConvFlowNet
 
-        return NetworkCount(name, _meta_count(ConvFlowNet, config), f"{path} (config.json)")
+        params, largest = _meta_counts(ConvFlowNet, config)
+        return NetworkCount(name, params, f"{path} (config.json)", largest_module=largest)
     from streamvid.core.causal_wan import CausalWanModel
 
     dim = config.get("num_attention_heads", 0) * config.get("attention_head_dim", 0)
-    return NetworkCount(name, _meta_count(CausalWanModel, config), f"{path} (config.json)", dim,
-                        config.get("ffn_dim", 0), config.get("num_layers", 0))
+    params, largest = _meta_counts(CausalWanModel, config)
+    return NetworkCount(name, params, f"{path} (config.json)", dim, config.get("ffn_dim", 0),
+                        config.get("num_layers", 0), largest)
 
 
 def count_networks(cfg: DMDStageConfig) -> dict[str, NetworkCount]:
@@ -183,7 +209,7 @@ def count_networks(cfg: DMDStageConfig) -> dict[str, NetworkCount]:
         else _wan_count("real", cfg.model, "model: (config; no teacher_model)"))
     if cfg.critic is None:
         critic = NetworkCount("critic", real.params, "a copy of the real score", real.dim, real.ffn_dim,
-                              real.num_layers)
+                              real.num_layers, real.largest_module)
     else:
         critic = _dir_count("critic", cfg.critic) or _wan_count("critic", cfg.model, "model: (config)")
     return {"student": student, "critic": critic, "real": real}
@@ -254,10 +280,12 @@ def plan_r1(cfg: DMDStageConfig) -> tuple[MemoryPlan, dict[str, NetworkCount]]:
                        frozen_itemsize=check_dtype("frozen_dtype", cfg.frozen_dtype).itemsize,
                        extra_frozen_bytes=extra, extra_frozen_fp32_bytes=extra_fp32, activation_bytes=acts,
                        bucket_elements=buckets,
-                       loading_transient_bytes=_largest_weight_file(cfg.teacher, nets["real"].params))
+                       loading_transient_bytes=_largest_weight_file(cfg.teacher, nets["real"].params),
+                       max_live_elements=int(zero.get("stage3_max_live_parameters", 0)),
+                       largest_module=max(n.largest_module for n in nets.values()))
     plan.notes = notes + [f"{tokens} tokens per rollout batch ({cfg.latent_frames} latent frames x {tpf}), "
                           f"gradient checkpointing {'on' if cfg.gradient_checkpointing else 'off'}",
-                          "not included: ZeRO-3's live all-gathered layers, the reward model"]
+                          "not included: the reward model"]
     return plan, nets
 
 

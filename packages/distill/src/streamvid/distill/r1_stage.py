@@ -36,7 +36,7 @@ from streamvid.distill.stages import (
     stop_if_interrupted,
 )
 
-__all__ = ["build_dmd_module", "build_modules", "check_r1", "run_r1"]
+__all__ = ["build_dmd_module", "build_modules", "build_networks", "check_r1", "partitioned_networks", "run_r1"]
 
 
 def check_r1(cfg: DMDStageConfig) -> None:
@@ -77,39 +77,70 @@ def check_r1(cfg: DMDStageConfig) -> None:
         raise ConfigError(f"the video size {height}x{width} is not divisible by the codec's spatial ratio {ratio}")
 
 
+def partitioned_networks(cfg: DMDStageConfig) -> bool:
+    """ZeRO-3: the networks are built inside ``deepspeed.zero.Init`` (`DMDModule.configure_model`), not before."""
+    return cfg.deepspeed.enabled and cfg.deepspeed.zero_stage == 3
+
+
+def build_networks(cfg: DMDStageConfig, partitioned: bool = False):
+    """(student, real score, critic) read from their directories (the critic from the teacher's when
+    ``critic`` is null), with gradient checkpointing when the config asks.
+
+    ``partitioned`` (ZeRO-3; inside an active ``deepspeed.zero.Init``): each network is constructed partitioned
+    and its weights copied into the partitions (`load_model_dir_partitioned`), in zero.Init's dtype (the
+    engine's weight dtype, which Lightning gives every module of the engine anyway). Otherwise the student and
+    critic are read whole in float32 and the real score straight into ``frozen_dtype``; a critic without a
+    directory is a float32 copy of the real score as loaded.
+    """
+    from streamvid.distill.networks import load_model_dir, load_model_dir_partitioned
+
+    if partitioned:
+        student = load_model_dir_partitioned(cfg.student, "student").train()
+        real = load_model_dir_partitioned(cfg.teacher, "teacher").eval()
+        critic = load_model_dir_partitioned(cfg.critic, "critic") if cfg.critic else \
+            load_model_dir_partitioned(cfg.teacher, "teacher")
+    else:
+        student = load_model_dir(cfg.student, "student").float().train()
+        real = load_model_dir(cfg.teacher, "teacher", dtype=check_dtype("frozen_dtype", cfg.frozen_dtype)).eval()
+        critic = load_model_dir(cfg.critic, "critic") if cfg.critic else copy.deepcopy(real)
+        critic = critic.float()
+    critic = critic.train().requires_grad_(True)
+    if cfg.gradient_checkpointing:
+        for net in (student, critic):
+            if getattr(net, "_supports_gradient_checkpointing", False):
+                net.enable_gradient_checkpointing()
+    return student, real, critic
+
+
 def build_modules(cfg: DMDStageConfig):
-    """(student, real score, critic, reward or None, codec, text encoder) as the config describes them."""
+    """(student, real score, critic, reward or None, codec, text encoder) as the config describes them; under
+    ZeRO-3 the three networks are None (`DMDModule.configure_model` builds them partitioned)."""
     from streamvid.core.generator import build_codec, build_text_encoder
     from streamvid.core.rewards import build_reward
     from streamvid.core.world import vocabulary
-    from streamvid.distill.networks import load_model_dir
 
-    student = load_model_dir(cfg.student, "student").float().train()
-    real = load_model_dir(cfg.teacher, "teacher", dtype=check_dtype("frozen_dtype", cfg.frozen_dtype)).eval()
-    critic = load_model_dir(cfg.critic, "critic") if cfg.critic else copy.deepcopy(real)
-    critic = critic.float().train().requires_grad_(True)
+    nets = (None, None, None) if partitioned_networks(cfg) else build_networks(cfg)
     reward = None
     if cfg.stream_r1.uses_reward:
         reward = build_reward(cfg.reward.config())
         if cfg.stream_r1.spatial_reward and not getattr(reward, "differentiable", False):
             raise ConfigError(f"stream_r1.spatial_reward needs a differentiable reward; reward '{cfg.reward.name}' "
                               "is not (set its differentiable option or stream_r1.spatial_reward: false)")
-    if cfg.gradient_checkpointing:
-        for net in (student, critic):
-            if getattr(net, "_supports_gradient_checkpointing", False):
-                net.enable_gradient_checkpointing()
     codec = build_codec(cfg.codec)
     text = build_text_encoder(cfg.text_encoder, cfg.model.text_dim, vocabulary())
-    return student, real, critic, reward, codec, text
+    return (*nets, reward, codec, text)
 
 
 def build_dmd_module(cfg: DMDStageConfig, modules: tuple | None = None):
-    """The `DMDModule` of the config: its networks (`build_modules`, or ``modules`` already built) and its
-    injected prompt source (`prompt_source`: the prompt file, else the shapes world's train split)."""
+    """The `DMDModule` of the config: its networks (`build_modules`, or ``modules`` already built; under ZeRO-3
+    a `build_networks` callable for `DMDModule.configure_model`) and its injected prompt source (`prompt_source`:
+    the prompt file, else the shapes world's train split)."""
     from streamvid.distill.dmd_module import DMDModule
     from streamvid.distill.prompts import prompt_source
 
-    return DMDModule(*(modules if modules is not None else build_modules(cfg)), cfg, prompt_source(cfg))
+    later = (lambda: build_networks(cfg, partitioned=True)) if partitioned_networks(cfg) else None
+    return DMDModule(*(modules if modules is not None else build_modules(cfg)), cfg, prompt_source(cfg),
+                     build_networks=later)
 
 
 def build_callbacks(cfg: DMDStageConfig, run_dir: Path) -> list:
@@ -193,7 +224,9 @@ def _fit(cfg: DMDStageConfig, nets, callbacks: Sequence = ()) -> Path:
                 if cfg.snapshot_every and step % cfg.snapshot_every == 0:
                     export_model(model, out_dir / "snapshots" / f"step_{step:06d}")
 
-    n = sum(p.numel() for p in module.student.parameters())
+    from streamvid.distill.r1_plan import count_networks
+
+    n = count_networks(cfg)["student"].params  # from config.json: under ZeRO-3 the student is not built yet
     mode = _describe(cfg)
     where = f"DeepSpeed ZeRO-{cfg.deepspeed.zero_stage} on {cfg.trainer.devices} process(es)" \
         if cfg.deepspeed.enabled else "one process"
