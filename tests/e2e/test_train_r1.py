@@ -156,29 +156,23 @@ def test_bad_input_is_one_line_and_exit_2(sets: list[str], needle: str, tmp_path
     assert not out.exists()
 
 
-def test_zero2_and_zero3_on_two_cpu_processes_train_the_same_student(tmp_path: Path):
-    """The real stage on DeepSpeed over 2 gloo processes (the strategy's numerics against one process are checked
-    on a small module in tests/e2e/test_deepspeed_cpu.py): ZeRO-2, and ZeRO-3 with the networks built inside
-    ``deepspeed.zero.Init`` (`DMDModule.configure_model`), train and export a loadable student, the same one."""
+def test_zero3_on_two_cpu_processes_builds_under_zero_init_and_trains_the_student(tmp_path: Path):
+    """The real stage on DeepSpeed ZeRO-3 over 2 gloo processes, the networks built inside ``deepspeed.zero.Init``
+    (`DMDModule.configure_model`): it trains and exports a loadable student. The strategy's numerics against one
+    process (ZeRO-2 and ZeRO-3) are checked on a small module in tests/e2e/test_deepspeed_cpu.py, the partitioned
+    loading against whole loading in tests/e2e/test_zero3_loading.py; measured once, this run's student equals a
+    ZeRO-2 run's within 1.1e-5 (largest move 1.0e-4: Adam amplifying reduction order where gradients are ~0)."""
+    out = tmp_path / "zero3"
+    proc = run_script("streamvid-train", *_args(out, 2, "deepspeed.enabled=true", "deepspeed.zero_stage=3",
+                                                 "trainer.devices=2", "sample_prompts=0",
+                                                 "dmd.dfake_gen_update_ratio=1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "DeepSpeed ZeRO-3 on 2 process(es)" in proc.stderr
+    assert (out / "run" / "checkpoints" / "last.ckpt").is_dir()  # a DeepSpeed checkpoint folder
     from streamvid.core.causal_wan import CausalWanModel
 
-    students = {}
-    for stage in (2, 3):
-        out = tmp_path / f"zero{stage}"
-        proc = run_script("streamvid-train", *_args(out, 2, "deepspeed.enabled=true", f"deepspeed.zero_stage={stage}",
-                                                     "trainer.devices=2", "sample_prompts=0",
-                                                     "dmd.dfake_gen_update_ratio=1"))
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert f"DeepSpeed ZeRO-{stage} on 2 process(es)" in proc.stderr
-        assert (out / "run" / "checkpoints" / "last.ckpt").is_dir()  # a DeepSpeed checkpoint folder
-        students[stage] = CausalWanModel.from_pretrained(str(out))
+    student = CausalWanModel.from_pretrained(str(out))
     shipped = CausalWanModel.from_pretrained("assets/shapes/student")
-    pairs = list(zip(students[2].parameters(), shipped.parameters(), strict=True))
-    assert any(not torch.equal(a, b) for a, b in pairs)
-    moved = max((a - b).abs().max().item() for a, b in pairs)
-    diffs = [(a - b).abs() for a, b in zip(students[2].parameters(), students[3].parameters(), strict=True)]
-    # fp32 reduction order only, amplified by Adam where a gradient is ~0 (g / (|g| + eps): the cross-attention
-    # projections behind zero-initialised outputs): measured max 1.1e-5 against a largest move of 1.0e-4, and
-    # 0.1 % of the weights differing by more than 1e-6
-    assert max(d.max().item() for d in diffs) <= 0.25 * moved
-    assert sum(int((d > 1e-6).sum()) for d in diffs) <= 0.01 * sum(d.numel() for d in diffs)
+    moved = max((a - b).abs().max().item()
+                for a, b in zip(student.parameters(), shipped.parameters(), strict=True))
+    assert 1e-6 < moved < 1e-2  # trained two steps from the shipped student, no blow-up
