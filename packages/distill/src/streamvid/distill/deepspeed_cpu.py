@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -45,6 +46,11 @@ from streamvid.distill.grouped_optim import GroupedAdamW, find_grouped_optimizer
 __all__ = [
     "CPUDeepSpeedStrategy", "deepspeed_config", "fix_malloc_mmap_threshold", "gathered", "set_accumulation_boundary",
 ]
+
+# DeepSpeed 0.19 calls torch.distributed collectives that torch 2.13 deprecates, a FutureWarning at every new call
+# site (a dozen lines per rank per ZeRO-3 run) that no user of this code can act on.
+warnings.filterwarnings("ignore", message=r"`torch\.distributed\.(all_gather_into_tensor|reduce_scatter_tensor)` is "
+                        r"deprecated", category=FutureWarning)
 
 # One ZeRO-3 sub-group per param group (see `GroupedAdamW`): larger than any network we train.
 NO_SUB_GROUPS = 10**13

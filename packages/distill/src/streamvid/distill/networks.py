@@ -297,7 +297,9 @@ def plain_copy(module: torch.nn.Module, values: bool = True) -> torch.nn.Module:
 
         return copy.deepcopy(module)
     fresh = type(module)(**{k: v for k, v in module.config.items() if not k.startswith("_")})
-    fresh = fresh.to(next(module.parameters()).dtype)
+    dtype = next(module.parameters()).dtype
+    if dtype != next(fresh.parameters()).dtype:  # (diffusers warns at every cast, needed or not)
+        fresh = fresh.to(dtype)
     if values:
         with torch.no_grad():
             for dst, src in zip(fresh.parameters(), module.parameters(), strict=True):

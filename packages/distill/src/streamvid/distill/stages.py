@@ -18,6 +18,7 @@ CSV / TensorBoard logs into ``run_dir`` (default ``<output_dir>/run``); `ode-pai
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
 import sys
 from collections.abc import Callable
@@ -58,7 +59,10 @@ CONFIG_NAME = "train_config.yaml"
 
 
 def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    """A progress line on stderr, from the first process only (DeepSpeed and torchrun runs start one per rank;
+    the rank comes from the launcher's environment, as Lightning reads it: ``RANK``, else ``LOCAL_RANK``)."""
+    if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0:
+        print(message, file=sys.stderr, flush=True)
 
 
 def console_command(name: str) -> str:
