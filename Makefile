@@ -61,11 +61,16 @@ lock: $(STAMP) ## regenerate requirements-lock.txt (pip-compile) after changing 
 	awk '/^-e /{skip = 1; next} skip && /^ +#/{next} /^torch==/{sub(/\+[^ ]*/, "")} {skip = 0; print}' $(LOCK).new > $(LOCK)
 	rm $(LOCK).new $(LOCK_IN)
 
-test: $(STAMP) ## run the whole test suite except `gpu` tests
-	$(PY) -m pytest -q
+# pytest-xdist workers (one test file per worker: module fixtures are built once); 0 runs in this process.
+# Most tests are single-threaded subprocesses, so 2 workers on 2 cores take 9 min where one takes 16.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 
-test-fast: $(STAMP) ## run the suite without the slow end-to-end tests
-	$(PY) -m pytest -q -m "not gpu and not slow"
+test: $(STAMP) ## run the whole test suite except `gpu` tests [TEST_WORKERS=2]
+	$(PYTEST)
+
+test-fast: $(STAMP) ## run the suite without the slow end-to-end tests [TEST_WORKERS=2]
+	$(PYTEST) -m "not gpu and not slow"
 
 lint: $(STAMP) ## ruff over packages, tests and bench
 	$(VENV)/bin/ruff check packages tests bench

@@ -38,5 +38,9 @@ def test_a_skip_fails_ci_unless_the_test_is_marked_gpu(tmp_path):
     assert ci.returncode == 1, ci.stdout
     assert "test_some.py::test_needs_a_package: Skipped: could not import 'no_such_package_here'" in ci.stdout
     assert "test_needs_cuda:" not in ci.stdout  # the gpu marker may skip
+    # the same under `make test`'s pytest-xdist workers (reports reach the controller's hooks)
+    workers = _pytest(tmp_path, "1", "-n", "2", "--dist", "loadfile")
+    assert workers.returncode == 1, workers.stdout
+    assert "test_some.py::test_needs_a_package: Skipped: could not import 'no_such_package_here'" in workers.stdout
     assert _pytest(tmp_path, None).returncode == 0  # outside CI a skip is a skip
     assert _pytest(tmp_path, "1", "-k", "runs or cuda").returncode == 0
