@@ -258,11 +258,9 @@ def stored_dtype(path: str | os.PathLike) -> str:
     """The dtype of the first tensor in a diffusers directory's safetensors (read from the header only)."""
     from safetensors import safe_open
 
-    path = Path(path)
-    index = path / WEIGHT_FILES[1]
-    weights = path / (json.loads(index.read_text())["weight_map"].popitem()[1] if index.is_file() else WEIGHT_FILES[0])
-    with safe_open(str(weights), framework="pt") as f:
-        return str(f.get_slice(next(iter(f.keys()))).get_dtype())
+    name, file = next(iter(_weight_files(Path(path)).items()))
+    with safe_open(str(file), framework="pt") as f:
+        return str(f.get_slice(name).get_dtype())
 
 
 def export_model(model: torch.nn.Module, out_dir: str | os.PathLike) -> Path:
